@@ -1,0 +1,33 @@
+# The two commands a new user needs: `make demo` runs the product, `make test` passes the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Tests run on real services: PostgreSQL, Redis.
+TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/oracle} \
+	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
+
+.PHONY: install test lint check-migrations
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+check-migrations: install
+	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+
+test: install
+	scripts/services-up
+	$(MAKE) lint check-migrations
+	$(TEST_ENV) $(BIN)/pytest

@@ -1,0 +1,167 @@
+"""One settings module, driven by the environment.
+
+With an empty environment the product runs on embedded defaults: a SQLite file and a
+filesystem broker under var/, and the local Bitvavo simulator in paper mode. Exchange and
+LLM secrets are not read here: each client reads its own key when first used, so a process
+whose role does not need a key never holds it.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# A development key is generated once per checkout; production must set its own.
+if DEBUG:
+    _dev_key_file = VAR_DIR / "dev-secret-key"
+    if not _dev_key_file.exists():
+        import secrets
+
+        VAR_DIR.mkdir(exist_ok=True)
+        _dev_key_file.write_text(secrets.token_urlsafe(50))
+    SECRET_KEY = env.str("SECRET_KEY", default=_dev_key_file.read_text().strip())
+else:
+    SECRET_KEY = env.str("SECRET_KEY")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Which process this is: web, beat, scan or execute. Only `execute` may build a trade client.
+ORACLE_ROLE = env.str("ORACLE_ROLE", default="web")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "exchange",
+    "budget",
+    "scheduler",
+    "trading",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'oracle.sqlite3'}"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Shared state between processes (exchange rate-limit budget and bans): Redis in
+# production and tests, a file cache for the zero-setup demo.
+CACHES = {
+    "default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}"),
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Celery -------------------------------------------------------------------------------
+# Queues: `scan` (read-only key, LLM key) and `execute` (trade key only). Unrouted tasks go
+# to `default`, which the execute worker never consumes.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Longer than any task's hard time limit, so a running task is never redelivered.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "trading.tasks.execute_*": {"queue": "execute"},
+    "trading.tasks.reconcile_*": {"queue": "execute"},
+    "scheduler.tasks.*": {"queue": "scan"},
+    "budget.tasks.*": {"queue": "scan"},
+    "exchange.tasks.*": {"queue": "scan"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Timeouts nest: HTTP call < soft limit < hard limit < scan lease < broker visibility.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Exchange -----------------------------------------------------------------------------
+# Paper mode is the default: the local simulator. Orders go to Bitvavo itself only when
+# LIVE_TRADING is set.
+BITVAVO_API_URL = env.str("BITVAVO_API_URL", default="http://127.0.0.1:8765/v2")
+BITVAVO_OPERATOR_ID = env.int("BITVAVO_OPERATOR_ID", default=1)
+BITVAVO_ACCESS_WINDOW_MS = env.int("BITVAVO_ACCESS_WINDOW_MS", default=10000)
+BITVAVO_CONNECT_TIMEOUT = env.float("BITVAVO_CONNECT_TIMEOUT", default=3.0)
+BITVAVO_READ_TIMEOUT = env.float("BITVAVO_READ_TIMEOUT", default=10.0)
+LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
+
+# --- LLM ----------------------------------------------------------------------------------
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=30.0)

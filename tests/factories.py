@@ -1,0 +1,121 @@
+"""factory-boy factories for every model, with safe defaults for a tradeable proposal."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from budget.models import GptUsageLog
+from scheduler.models import ScanJob
+from trading.models import Policy, ProposalEvent, TradeExecution, TradeHistory, TradeProposal
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class PolicyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Policy
+
+    user = factory.SubFactory(UserFactory)
+    trading_enabled = True
+    allowlist = factory.LazyFunction(lambda: ["BTC-EUR", "ETH-EUR"])
+    min_order_eur = Decimal("10")
+    max_order_eur = Decimal("100")
+    min_confidence = 50
+
+
+class ScanJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ScanJob
+
+    user = factory.SubFactory(UserFactory)
+    markets = factory.LazyFunction(lambda: ["BTC-EUR"])
+    interval_minutes = 15
+
+
+class TradeProposalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TradeProposal
+
+    user = factory.SubFactory(UserFactory)
+    market = "BTC-EUR"
+    side = "buy"
+    amount_eur = Decimal("25.00")
+    confidence = 75
+    rationale = "Momentum is up over 24 hours."
+    status = TradeProposal.Status.PENDING
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+    source = TradeProposal.Source.SCAN
+    policy_snapshot = factory.LazyAttribute(lambda p: Policy(user=p.user).snapshot())
+    policy_hash = factory.LazyAttribute(lambda p: Policy.hash_snapshot(p.policy_snapshot))
+
+    class Params:
+        approved = factory.Trait(
+            status=TradeProposal.Status.APPROVED,
+            decided_at=factory.LazyFunction(timezone.now),
+            decided_by=factory.SelfAttribute("user"),
+        )
+
+
+class ProposalEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProposalEvent
+
+    proposal = factory.SubFactory(TradeProposalFactory)
+    user = factory.SelfAttribute("proposal.user")
+    kind = ProposalEvent.Kind.CREATED
+
+
+class TradeExecutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TradeExecution
+
+    proposal = factory.SubFactory(TradeProposalFactory, approved=True)
+    user = factory.SelfAttribute("proposal.user")
+    market = factory.SelfAttribute("proposal.market")
+    side = factory.SelfAttribute("proposal.side")
+    amount_eur = factory.SelfAttribute("proposal.amount_eur")
+    policy_hash = factory.SelfAttribute("proposal.policy_hash")
+    policy_snapshot = factory.SelfAttribute("proposal.policy_snapshot")
+    claimed_at = factory.LazyFunction(timezone.now)
+
+
+class TradeHistoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TradeHistory
+
+    execution = factory.SubFactory(
+        TradeExecutionFactory,
+        status=TradeExecution.Status.SUBMITTED,
+        exchange_order_id=factory.Faker("uuid4"),
+        submitting_at=factory.LazyFunction(timezone.now),
+    )
+    user = factory.SelfAttribute("execution.user")
+    market = factory.SelfAttribute("execution.market")
+    asset = factory.LazyAttribute(lambda h: h.market.split("-")[0])
+    side = factory.SelfAttribute("execution.side")
+    amount = Decimal("0.0005")
+    amount_eur = Decimal("25")
+    price = Decimal("50000")
+    fee = Decimal("0.0625")
+    executed_at = factory.LazyFunction(timezone.now)
+
+
+class GptUsageLogFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GptUsageLog
+
+    user = factory.SubFactory(UserFactory)
+    model = "gpt-4o-mini"
+    reason = "scan"
+    tokens_estimate = 800

@@ -1,0 +1,434 @@
+"""The hardening data model: every guarantee that can be a database rule is one.
+
+Table names are the ones the operators' runbooks use (`\\d trade_executions` works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from config.scoping import UserOwnedQuerySet
+
+CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class Policy(models.Model):
+    """A user's trading rules. The kill switch is off until the user turns it on."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trading_policy"
+    )
+    trading_enabled = models.BooleanField(default=False)
+    # Markets like "BTC-EUR". Empty means nothing may be traded (deny by default).
+    allowlist = models.JSONField(default=list, blank=True)
+    min_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10"))
+    max_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("100"))
+    min_confidence = models.PositiveSmallIntegerField(default=50)
+    cooldown_minutes = models.PositiveIntegerField(default=60)
+    anti_flip_minutes = models.PositiveIntegerField(default=240)
+    max_daily_trades = models.PositiveIntegerField(default=5)
+    max_trades_per_hour = models.PositiveIntegerField(default=2)
+    gpt_daily_limit = models.PositiveIntegerField(default=48)
+    gpt_hourly_limit = models.PositiveIntegerField(default=6)
+    scan_interval_minutes = models.PositiveIntegerField(default=15)
+    proposal_ttl_minutes = models.PositiveIntegerField(default=30)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    # The fields that decide what may trade; the snapshot and its hash cover exactly these.
+    SNAPSHOT_FIELDS = (
+        "trading_enabled",
+        "allowlist",
+        "min_order_eur",
+        "max_order_eur",
+        "min_confidence",
+        "cooldown_minutes",
+        "anti_flip_minutes",
+        "max_daily_trades",
+        "max_trades_per_hour",
+        "gpt_daily_limit",
+        "gpt_hourly_limit",
+        "scan_interval_minutes",
+        "proposal_ttl_minutes",
+    )
+
+    class Meta:
+        db_table = "trading_policies"
+        verbose_name_plural = "policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_order_eur__gt=0),
+                name="trading_policies_min_order_positive",
+                violation_error_code="POLICY_MIN_ORDER_NOT_POSITIVE",
+                violation_error_message="The minimum order must be more than 0 EUR.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_order_eur__gte=F("min_order_eur")),
+                name="trading_policies_min_not_above_max",
+                violation_error_code="POLICY_MIN_ABOVE_MAX",
+                violation_error_message="The minimum order may not exceed the maximum order.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_confidence__lte=100),
+                name="trading_policies_min_confidence_range",
+                violation_error_code="POLICY_MIN_CONFIDENCE_RANGE",
+                violation_error_message="The minimum confidence must be between 0 and 100.",
+            ),
+            models.CheckConstraint(
+                condition=Q(scan_interval_minutes__gte=1, proposal_ttl_minutes__gte=1),
+                name="trading_policies_intervals_positive",
+                violation_error_code="POLICY_INTERVAL_NOT_POSITIVE",
+                violation_error_message="Scan interval and proposal lifetime must be >= 1 minute.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Policy of {self.user}"
+
+    def snapshot(self) -> dict:
+        """The policy as canonical JSON-ready data: Decimals as strings, allowlist sorted."""
+        data = {}
+        for name in self.SNAPSHOT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Decimal):
+                value = str(value.quantize(Decimal("0.01")))
+            elif name == "allowlist":
+                value = sorted(set(value))
+            data[name] = value
+        return data
+
+    @staticmethod
+    def hash_snapshot(snapshot: dict) -> str:
+        canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def snapshot_and_hash(self) -> tuple[dict, str]:
+        snapshot = self.snapshot()
+        return snapshot, self.hash_snapshot(snapshot)
+
+
+class EmergencyStop(models.Model):
+    """The operator's stop for every execution of every user: a single row (id = 1)."""
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID)
+    active = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "trading_emergency_stop"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(id=1),
+                name="trading_emergency_stop_singleton",
+                violation_error_code="EMERGENCY_STOP_SINGLETON",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Emergency stop: ACTIVE" if self.active else "Emergency stop: off"
+
+
+class TradeProposal(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        APPROVED = "APPROVED"
+        REJECTED = "REJECTED"
+        EXPIRED = "EXPIRED"
+        EXECUTED = "EXECUTED"
+        FAILED = "FAILED"
+
+    class Source(models.TextChoices):
+        SCAN = "scan"
+        API = "api"
+        ADMIN = "admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trade_proposals"
+    )
+    market = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    amount_eur = models.DecimalField(max_digits=18, decimal_places=2)
+    confidence = models.PositiveSmallIntegerField()
+    rationale = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    expires_at = models.DateTimeField()
+    source = models.CharField(max_length=5, choices=Source.choices)
+    scan_job = models.ForeignKey(
+        "scheduler.ScanJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="proposals",
+    )
+    policy_hash = models.CharField(max_length=64)
+    policy_snapshot = models.JSONField()
+    override_cooldown = models.BooleanField(default=False)
+    override_anti_flip = models.BooleanField(default=False)
+    override_reason = models.TextField(blank=True)
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    override_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "trade_proposals"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__in=CONFIDENCE_LEVELS),
+                name="trade_proposals_confidence_level",
+                violation_error_code="CONFIDENCE_INVALID",
+                violation_error_message="Confidence must be one of 0, 25, 50, 75, 100.",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["PENDING", "APPROVED", "REJECTED", "EXPIRED", "EXECUTED", "FAILED"]
+                ),
+                name="trade_proposals_status_valid",
+                violation_error_code="PROPOSAL_STATUS_INVALID",
+            ),
+            models.CheckConstraint(
+                condition=Q(side__in=["buy", "sell"]),
+                name="trade_proposals_side_valid",
+                violation_error_code="SIDE_INVALID",
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=["scan", "api", "admin"]),
+                name="trade_proposals_source_valid",
+                violation_error_code="SOURCE_INVALID",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_eur__gt=0),
+                name="trade_proposals_amount_positive",
+                violation_error_code="AMOUNT_NOT_POSITIVE",
+                violation_error_message="The amount must be more than 0 EUR.",
+            ),
+            # An override without who and why is not an override.
+            models.CheckConstraint(
+                condition=Q(override_cooldown=False, override_anti_flip=False)
+                | (
+                    Q(override_by__isnull=False, override_at__isnull=False) & ~Q(override_reason="")
+                ),
+                name="trade_proposals_override_recorded",
+                violation_error_code="OVERRIDE_NOT_RECORDED",
+                violation_error_message="An override needs a reason, who set it and when.",
+            ),
+            # Every proposal that got past PENDING by a decision says when it was decided.
+            models.CheckConstraint(
+                condition=~Q(status__in=["APPROVED", "REJECTED", "EXECUTED", "FAILED"])
+                | Q(decided_at__isnull=False),
+                name="trade_proposals_decision_recorded",
+                violation_error_code="DECISION_NOT_RECORDED",
+            ),
+        ]
+        indexes = [
+            # The approval queue: a user's pending proposals, newest first.
+            models.Index(
+                fields=["user", "-created_at"],
+                condition=Q(status="PENDING"),
+                name="trade_proposals_pending_user",
+            ),
+            # The expiry sweep: live proposals past their expiry.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status__in=["PENDING", "APPROVED"]),
+                name="trade_proposals_live_expiry",
+            ),
+            models.Index(
+                fields=["user", "status", "-created_at"], name="trade_proposals_user_status"
+            ),
+        ]
+        permissions = [
+            ("approve_proposal", "Can approve or reject trade proposals"),
+            ("execute_proposal", "Can execute approved trade proposals"),
+            ("override_guards", "Can override cooldown and anti-flip on a proposal"),
+            ("emergency_stop", "Can flip the operator emergency stop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.side} {self.amount_eur} EUR {self.market} ({self.status})"
+
+
+class ProposalEvent(models.Model):
+    """Append-only audit trail of a proposal: decisions, overrides, preflight attempts."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        OVERRIDE_SET = "override_set"
+        PREFLIGHT_FAILED = "preflight_failed"
+        EXECUTION_CLAIMED = "execution_claimed"
+        EXECUTION_FINISHED = "execution_finished"
+        EXPIRED = "expired"
+
+    proposal = models.ForeignKey(TradeProposal, on_delete=models.CASCADE, related_name="events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "trade_proposal_events"
+        indexes = [
+            models.Index(fields=["proposal", "created_at"], name="trade_prop_events_proposal")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on proposal #{self.proposal_id}"
+
+
+class TradeExecution(models.Model):
+    """The one attempt to turn an approved proposal into one exchange order.
+
+    CLAIMED -> SUBMITTING -> SUBMITTED | FAILED. The unique constraint on (user, proposal)
+    is the last guard of "at most one order per proposal".
+    """
+
+    class Status(models.TextChoices):
+        CLAIMED = "CLAIMED"
+        SUBMITTING = "SUBMITTING"
+        SUBMITTED = "SUBMITTED"
+        FAILED = "FAILED"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trade_executions"
+    )
+    proposal = models.ForeignKey(TradeProposal, on_delete=models.PROTECT, related_name="executions")
+    client_order_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CLAIMED)
+    # Copied from the proposal so caps, cooldown and anti-flip read one table.
+    market = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    amount_eur = models.DecimalField(max_digits=18, decimal_places=2)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    bitvavo_request = models.JSONField(null=True, blank=True)
+    bitvavo_response = models.JSONField(null=True, blank=True)
+    preflight_result = models.JSONField(default=dict, blank=True)
+    policy_hash = models.CharField(max_length=64)
+    policy_snapshot = models.JSONField()
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    claimed_at = models.DateTimeField()
+    submitting_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "trade_executions"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "proposal"],
+                name="trade_executions_one_per_proposal",
+                violation_error_code="EXECUTION_EXISTS",
+                violation_error_message="This proposal already has an execution.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["CLAIMED", "SUBMITTING", "SUBMITTED", "FAILED"]),
+                name="trade_executions_status_valid",
+                violation_error_code="EXECUTION_STATUS_INVALID",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="SUBMITTED") | ~Q(exchange_order_id=""),
+                name="trade_executions_submitted_has_order_id",
+                violation_error_code="SUBMITTED_WITHOUT_ORDER_ID",
+                violation_error_message="A submitted execution must carry the exchange order id.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="CLAIMED") | Q(submitting_at__isnull=False),
+                name="trade_executions_submitting_time_recorded",
+                violation_error_code="SUBMITTING_TIME_MISSING",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="FAILED") | ~Q(error_code=""),
+                name="trade_executions_failed_has_code",
+                violation_error_code="FAILED_WITHOUT_CODE",
+            ),
+        ]
+        indexes = [
+            # The reconciler: SUBMITTING rows older than T.
+            models.Index(
+                fields=["submitting_at"],
+                condition=Q(status="SUBMITTING"),
+                name="trade_executions_submitting",
+            ),
+            # Caps, cooldown and anti-flip: a user's recent executions.
+            models.Index(fields=["user", "-claimed_at"], name="trade_executions_user_claimed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Execution #{self.pk} of proposal #{self.proposal_id} ({self.status})"
+
+
+class TradeHistory(models.Model):
+    """A filled order, as the exchange reported it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trade_history"
+    )
+    execution = models.OneToOneField(
+        TradeExecution, on_delete=models.PROTECT, related_name="history"
+    )
+    market = models.CharField(max_length=20)
+    asset = models.CharField(max_length=10)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    amount = models.DecimalField(max_digits=30, decimal_places=12)
+    amount_eur = models.DecimalField(max_digits=24, decimal_places=8)
+    price = models.DecimalField(max_digits=30, decimal_places=12)
+    fee = models.DecimalField(max_digits=30, decimal_places=12, default=Decimal("0"))
+    executed_at = models.DateTimeField()
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "trade_history"
+        verbose_name_plural = "trade history"
+        indexes = [
+            models.Index(fields=["user", "asset", "-executed_at"], name="trade_history_user_asset"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gte=0, amount_eur__gte=0, price__gte=0, fee__gte=0),
+                name="trade_history_amounts_not_negative",
+                violation_error_code="HISTORY_NEGATIVE_AMOUNT",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.amount} {self.asset} @ {self.price}"
