@@ -15,8 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from config.scoping import UserOwnedQuerySet
-
-CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
+from trading.validators import CONFIDENCE_LEVELS
 
 
 class Side(models.TextChoices):

@@ -1,0 +1,300 @@
+"""Preflight: the hard rules an order must pass right before it is sent.
+
+Pure functions over a frozen context: no ORM, no I/O, no clock (the context carries `now`).
+Every check runs every time and every result is stored, so an operator sees all the reasons
+an order was refused, not only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
+
+
+@dataclass(frozen=True)
+class ProposalFacts:
+    status: str
+    market: str
+    side: str
+    amount_eur: Decimal
+    confidence: int
+    expires_at: datetime
+    override_cooldown: bool = False
+    override_anti_flip: bool = False
+
+    @property
+    def asset(self) -> str:
+        return asset_of(self.market)
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    trading_enabled: bool
+    allowlist: tuple[str, ...]
+    min_order_eur: Decimal
+    max_order_eur: Decimal
+    min_confidence: int
+    cooldown_minutes: int
+    anti_flip_minutes: int
+    max_daily_trades: int
+    max_trades_per_hour: int
+
+
+@dataclass(frozen=True)
+class RecentTrade:
+    """An execution of the same user that may have produced an order (not FAILED)."""
+
+    market: str
+    side: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MarketFacts:
+    status: str  # Bitvavo's market status: "trading", "halted", "auction", ...
+    min_order_in_quote: Decimal
+
+
+@dataclass(frozen=True)
+class BalanceFacts:
+    """What the account can spend: EUR for a buy, the asset's value in EUR for a sell."""
+
+    available_eur: Decimal
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class PreflightContext:
+    proposal: ProposalFacts
+    policy: PolicyFacts | None  # None: the policy could not be read
+    emergency_stop_active: bool | None  # None: the stop could not be read
+    recent_trades: tuple[RecentTrade, ...]
+    market: MarketFacts | None  # None: market rules could not be read
+    balance: BalanceFacts | None  # None: no recent enough balance
+    now: datetime
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    rule: str
+    passed: bool
+    code: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    checks: tuple[CheckResult, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed_codes(self) -> list[str]:
+        return [check.code for check in self.checks if not check.passed and check.code]
+
+    def as_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "failed_codes": self.failed_codes,
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+
+def asset_of(market: str) -> str:
+    return market.split("-", 1)[0]
+
+
+def _ok(rule: str, detail: str) -> CheckResult:
+    return CheckResult(rule=rule, passed=True, detail=detail)
+
+
+def _fail(rule: str, code: str, detail: str) -> CheckResult:
+    return CheckResult(rule=rule, passed=False, code=code, detail=detail)
+
+
+def check_kill_switch(ctx: PreflightContext) -> CheckResult:
+    # Fails closed: a switch that cannot be read counts as stopped.
+    if ctx.emergency_stop_active is None or ctx.policy is None:
+        return _fail("kill_switch", "KILL_SWITCH", "The kill switch could not be read.")
+    if ctx.emergency_stop_active:
+        return _fail("kill_switch", "KILL_SWITCH", "The operator emergency stop is active.")
+    if not ctx.policy.trading_enabled:
+        return _fail("kill_switch", "KILL_SWITCH", "Trading is disabled in the user's policy.")
+    return _ok("kill_switch", "Trading is enabled and no emergency stop is active.")
+
+
+def check_proposal_state(ctx: PreflightContext) -> CheckResult:
+    proposal = ctx.proposal
+    if proposal.status != "APPROVED":
+        return _fail("proposal_state", "NOT_APPROVED", f"The proposal is {proposal.status}.")
+    if ctx.now >= proposal.expires_at:
+        return _fail(
+            "proposal_state", "PROPOSAL_EXPIRED", f"The proposal expired at {proposal.expires_at}."
+        )
+    return _ok("proposal_state", f"Approved, expires at {proposal.expires_at}.")
+
+
+def check_allowlist(ctx: PreflightContext) -> CheckResult:
+    if ctx.policy is None or not ctx.policy.allowlist:
+        return _fail("allowlist", "ALLOWLIST_EMPTY", "The allowlist is empty: nothing may trade.")
+    if ctx.proposal.market not in ctx.policy.allowlist:
+        return _fail(
+            "allowlist", "MARKET_NOT_ALLOWED", f"{ctx.proposal.market} is not on the allowlist."
+        )
+    return _ok("allowlist", f"{ctx.proposal.market} is on the allowlist.")
+
+
+def check_order_size(ctx: PreflightContext) -> CheckResult:
+    amount = ctx.proposal.amount_eur
+    if ctx.policy is None:
+        return _fail("order_size", "ORDER_TOO_LARGE", "No policy: no order size is allowed.")
+    if amount < ctx.policy.min_order_eur:
+        return _fail(
+            "order_size",
+            "ORDER_TOO_SMALL",
+            f"{amount} EUR is below the policy minimum of {ctx.policy.min_order_eur} EUR.",
+        )
+    if amount > ctx.policy.max_order_eur:
+        return _fail(
+            "order_size",
+            "ORDER_TOO_LARGE",
+            f"{amount} EUR is above the policy maximum of {ctx.policy.max_order_eur} EUR.",
+        )
+    if ctx.market is None:
+        return _fail(
+            "order_size", "BELOW_EXCHANGE_MINIMUM", "The exchange minimum could not be read."
+        )
+    if amount < ctx.market.min_order_in_quote:
+        return _fail(
+            "order_size",
+            "BELOW_EXCHANGE_MINIMUM",
+            f"{amount} EUR is below the exchange minimum of {ctx.market.min_order_in_quote} EUR.",
+        )
+    return _ok("order_size", f"{amount} EUR is within policy and exchange limits.")
+
+
+def check_confidence(ctx: PreflightContext) -> CheckResult:
+    confidence = ctx.proposal.confidence
+    if confidence not in CONFIDENCE_LEVELS:
+        return _fail("confidence", "CONFIDENCE_INVALID", f"Confidence {confidence} is not a level.")
+    minimum = ctx.policy.min_confidence if ctx.policy else 101
+    if confidence < minimum:
+        return _fail(
+            "confidence",
+            "CONFIDENCE_TOO_LOW",
+            f"Confidence {confidence} is below the policy minimum of {minimum}.",
+        )
+    return _ok("confidence", f"Confidence {confidence} meets the minimum of {minimum}.")
+
+
+def _last_trade_on_asset(ctx: PreflightContext, *, side: str | None = None) -> RecentTrade | None:
+    asset = ctx.proposal.asset
+    trades = [
+        trade
+        for trade in ctx.recent_trades
+        if asset_of(trade.market) == asset and (side is None or trade.side == side)
+    ]
+    return max(trades, key=lambda trade: trade.at, default=None)
+
+
+def check_cooldown(ctx: PreflightContext) -> CheckResult:
+    if ctx.proposal.override_cooldown:
+        return _ok("cooldown", "Overridden for this proposal.")
+    minutes = ctx.policy.cooldown_minutes if ctx.policy else 0
+    last = _last_trade_on_asset(ctx)
+    if last is not None and ctx.now < last.at + timedelta(minutes=minutes):
+        return _fail(
+            "cooldown",
+            "COOLDOWN_ACTIVE",
+            f"{ctx.proposal.asset} traded at {last.at}; cooldown of {minutes} min is running.",
+        )
+    return _ok("cooldown", f"No {ctx.proposal.asset} trade in the last {minutes} min.")
+
+
+def check_anti_flip(ctx: PreflightContext) -> CheckResult:
+    if ctx.proposal.override_anti_flip:
+        return _ok("anti_flip", "Overridden for this proposal.")
+    minutes = ctx.policy.anti_flip_minutes if ctx.policy else 0
+    opposite = "sell" if ctx.proposal.side == "buy" else "buy"
+    last = _last_trade_on_asset(ctx, side=opposite)
+    if last is not None and ctx.now < last.at + timedelta(minutes=minutes):
+        return _fail(
+            "anti_flip",
+            "ANTI_FLIP",
+            f"{ctx.proposal.asset} was a {opposite} at {last.at}, within {minutes} min.",
+        )
+    return _ok("anti_flip", f"No {opposite} of {ctx.proposal.asset} in the last {minutes} min.")
+
+
+def check_daily_cap(ctx: PreflightContext) -> CheckResult:
+    cap = ctx.policy.max_daily_trades if ctx.policy else 0
+    day_start = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    count = sum(1 for trade in ctx.recent_trades if trade.at >= day_start)
+    if count >= cap:
+        return _fail("daily_cap", "DAILY_CAP_REACHED", f"{count} trades today; the cap is {cap}.")
+    return _ok("daily_cap", f"{count} of {cap} trades today.")
+
+
+def check_hourly_cap(ctx: PreflightContext) -> CheckResult:
+    cap = ctx.policy.max_trades_per_hour if ctx.policy else 0
+    since = ctx.now - timedelta(hours=1)
+    count = sum(1 for trade in ctx.recent_trades if trade.at > since)
+    if count >= cap:
+        return _fail(
+            "hourly_cap",
+            "HOURLY_CAP_REACHED",
+            f"{count} trades in the last hour; the cap is {cap}.",
+        )
+    return _ok("hourly_cap", f"{count} of {cap} trades in the last hour.")
+
+
+def check_market_status(ctx: PreflightContext) -> CheckResult:
+    if ctx.market is None:
+        return _fail("market_status", "MARKET_NOT_TRADING", "The market status could not be read.")
+    if ctx.market.status != "trading":
+        return _fail(
+            "market_status",
+            "MARKET_NOT_TRADING",
+            f"{ctx.proposal.market} is {ctx.market.status}.",
+        )
+    return _ok("market_status", f"{ctx.proposal.market} is trading.")
+
+
+def check_balance(ctx: PreflightContext) -> CheckResult:
+    what = "EUR" if ctx.proposal.side == "buy" else f"{ctx.proposal.asset} (in EUR)"
+    if ctx.balance is None:
+        return _fail(
+            "balance", "INSUFFICIENT_BALANCE", f"No recent {what} balance: it cannot be checked."
+        )
+    if ctx.balance.available_eur < ctx.proposal.amount_eur:
+        return _fail(
+            "balance",
+            "INSUFFICIENT_BALANCE",
+            f"{ctx.balance.available_eur} {what} available, {ctx.proposal.amount_eur} needed.",
+        )
+    return _ok("balance", f"{ctx.balance.available_eur} {what} available.")
+
+
+CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
+    check_kill_switch,
+    check_proposal_state,
+    check_allowlist,
+    check_order_size,
+    check_confidence,
+    check_cooldown,
+    check_anti_flip,
+    check_daily_cap,
+    check_hourly_cap,
+    check_market_status,
+    check_balance,
+)
+
+
+def preflight_run(ctx: PreflightContext) -> PreflightResult:
+    return PreflightResult(checks=tuple(check(ctx) for check in CHECKS))
