@@ -138,6 +138,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "trading.tasks.execute_*": {"queue": "execute"},
     "trading.tasks.reconcile_*": {"queue": "execute"},
+    "trading.tasks.expire_*": {"queue": "scan"},
     "scheduler.tasks.*": {"queue": "scan"},
     "budget.tasks.*": {"queue": "scan"},
     "exchange.tasks.*": {"queue": "scan"},
@@ -165,3 +166,15 @@ LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=30.0)
+
+# --- Execution ------------------------------------------------------------------------------
+# A SUBMITTING execution is looked up only once its request can no longer be in flight.
+EXECUTION_RECONCILE_AFTER_SECONDS = env.int("EXECUTION_RECONCILE_AFTER_SECONDS", default=30)
+# "Not found" becomes FAILED only after this many lookups, and after the access window.
+EXECUTION_RECONCILE_MIN_LOOKUPS = env.int("EXECUTION_RECONCILE_MIN_LOOKUPS", default=3)
+# A CLAIMED execution nobody moved on for this long is failed (nothing was sent).
+EXECUTION_CLAIM_STALE_SECONDS = env.int("EXECUTION_CLAIM_STALE_SECONDS", default=900)
+# The balance recheck trusts a snapshot taken with the read-only key for this long.
+BALANCE_MAX_AGE_SECONDS = env.int("BALANCE_MAX_AGE_SECONDS", default=600)
+# Market rules (status, minimums) are cached this long between executions.
+MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)

@@ -285,7 +285,6 @@ class ProposalEvent(models.Model):
         REJECTED = "rejected"
         OVERRIDE_SET = "override_set"
         PREFLIGHT_FAILED = "preflight_failed"
-        EXECUTION_CLAIMED = "execution_claimed"
         EXECUTION_FINISHED = "execution_finished"
         EXPIRED = "expired"
 
@@ -344,6 +343,9 @@ class TradeExecution(models.Model):
     claimed_at = models.DateTimeField()
     submitting_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Lookups by the reconciler that found no order; FAILED only after several.
+    reconcile_attempts = models.PositiveSmallIntegerField(default=0)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -369,8 +371,10 @@ class TradeExecution(models.Model):
                 violation_error_code="SUBMITTED_WITHOUT_ORDER_ID",
                 violation_error_message="A submitted execution must carry the exchange order id.",
             ),
+            # FAILED without submitting_at means nothing was ever sent.
             models.CheckConstraint(
-                condition=Q(status="CLAIMED") | Q(submitting_at__isnull=False),
+                condition=~Q(status__in=["SUBMITTING", "SUBMITTED"])
+                | Q(submitting_at__isnull=False),
                 name="trade_executions_submitting_time_recorded",
                 violation_error_code="SUBMITTING_TIME_MISSING",
             ),

@@ -9,8 +9,15 @@ from decimal import Decimal, InvalidOperation
 from django.db import transaction
 from django.utils import timezone
 
-from trading.errors import ProposalInvalid
-from trading.models import CONFIDENCE_LEVELS, ProposalEvent, Side, TradeProposal
+from trading.errors import ProposalInvalid, ProposalStateConflict
+from trading.models import (
+    CONFIDENCE_LEVELS,
+    EmergencyStop,
+    Policy,
+    ProposalEvent,
+    Side,
+    TradeProposal,
+)
 from trading.selectors import policy_get_for_user
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
@@ -94,3 +101,158 @@ def proposal_create(
             data={"source": source, "scan_job_id": getattr(scan_job, "pk", None)},
         )
     return proposal
+
+
+def _proposal_transition(
+    *, proposal_id: int, user, from_statuses: tuple[str, ...], fields: dict
+) -> TradeProposal:
+    """Compare-and-set on the proposal's status; a stale view gets PROPOSAL_STATE_CONFLICT."""
+    changed = TradeProposal.objects.filter(pk=proposal_id, status__in=from_statuses).update(
+        **fields, updated_at=timezone.now()
+    )
+    proposal = TradeProposal.objects.get(pk=proposal_id)
+    if not changed:
+        raise ProposalStateConflict(
+            f"Proposal #{proposal_id} is {proposal.status}, not {' or '.join(from_statuses)}.",
+            extra={"proposal_id": proposal_id, "status": proposal.status},
+        )
+    return proposal
+
+
+@transaction.atomic
+def proposal_approve(*, proposal: TradeProposal, actor) -> TradeProposal:
+    now = timezone.now()
+    if proposal.expires_at <= now:
+        raise ProposalStateConflict(
+            f"Proposal #{proposal.pk} has expired.",
+            code="PROPOSAL_EXPIRED",
+            extra={"proposal_id": proposal.pk},
+        )
+    proposal = _proposal_transition(
+        proposal_id=proposal.pk,
+        user=actor,
+        from_statuses=(TradeProposal.Status.PENDING,),
+        fields={"status": TradeProposal.Status.APPROVED, "decided_by": actor, "decided_at": now},
+    )
+    ProposalEvent.objects.create(
+        proposal=proposal, user_id=proposal.user_id, actor=actor, kind=ProposalEvent.Kind.APPROVED
+    )
+    return proposal
+
+
+@transaction.atomic
+def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProposal:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ProposalInvalid("A rejection needs a reason.", code="REASON_REQUIRED")
+    proposal = _proposal_transition(
+        proposal_id=proposal.pk,
+        user=actor,
+        from_statuses=(TradeProposal.Status.PENDING, TradeProposal.Status.APPROVED),
+        fields={
+            "status": TradeProposal.Status.REJECTED,
+            "decided_by": actor,
+            "decided_at": timezone.now(),
+            "decision_reason": reason,
+        },
+    )
+    ProposalEvent.objects.create(
+        proposal=proposal,
+        user_id=proposal.user_id,
+        actor=actor,
+        kind=ProposalEvent.Kind.REJECTED,
+        data={"reason": reason},
+    )
+    return proposal
+
+
+@transaction.atomic
+def proposal_override_set(
+    *, proposal: TradeProposal, actor, cooldown: bool, anti_flip: bool, reason: str
+) -> TradeProposal:
+    """Lifts the cooldown and/or anti-flip rule for this one proposal, with who, when and why."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ProposalInvalid("An override needs a reason.", code="REASON_REQUIRED")
+    if not (cooldown or anti_flip):
+        raise ProposalInvalid("Choose the rule to override.", code="OVERRIDE_EMPTY")
+    proposal = _proposal_transition(
+        proposal_id=proposal.pk,
+        user=actor,
+        from_statuses=(TradeProposal.Status.PENDING, TradeProposal.Status.APPROVED),
+        fields={
+            "override_cooldown": cooldown,
+            "override_anti_flip": anti_flip,
+            "override_reason": reason,
+            "override_by": actor,
+            "override_at": timezone.now(),
+        },
+    )
+    ProposalEvent.objects.create(
+        proposal=proposal,
+        user_id=proposal.user_id,
+        actor=actor,
+        kind=ProposalEvent.Kind.OVERRIDE_SET,
+        data={"cooldown": cooldown, "anti_flip": anti_flip, "reason": reason},
+    )
+    return proposal
+
+
+def proposals_expire() -> int:
+    """PENDING and APPROVED proposals past their expiry become EXPIRED, in one statement.
+
+    An APPROVED one that is claimed meanwhile is safe either way: the send step re-checks
+    the status and expiry in the same statement that moves it to SUBMITTING.
+    """
+    now = timezone.now()
+    live = (TradeProposal.Status.PENDING, TradeProposal.Status.APPROVED)
+    with transaction.atomic():
+        expired = list(
+            TradeProposal.objects.filter(status__in=live, expires_at__lte=now)
+            .filter(executions__isnull=True)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "user_id")
+        )
+        if not expired:
+            return 0
+        TradeProposal.objects.filter(pk__in=[pk for pk, _ in expired], status__in=live).update(
+            status=TradeProposal.Status.EXPIRED, updated_at=now
+        )
+        ProposalEvent.objects.bulk_create(
+            ProposalEvent(proposal_id=pk, user_id=user_id, kind=ProposalEvent.Kind.EXPIRED)
+            for pk, user_id in expired
+        )
+    return len(expired)
+
+
+@transaction.atomic
+def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencyStop:
+    stop = EmergencyStop.objects.select_for_update().get(pk=EmergencyStop.SINGLETON_ID)
+    stop.active, stop.reason, stop.changed_by, stop.changed_at = (
+        active,
+        reason,
+        actor,
+        timezone.now(),
+    )
+    stop.save()
+    return stop
+
+
+@transaction.atomic
+def policy_trading_set(*, user, enabled: bool) -> Policy:
+    # The policy row is the per-user execution lock: flipping it waits for a running claim.
+    policy_get_for_user(user=user)
+    policy = Policy.objects.select_for_update().get(user=user)
+    policy.trading_enabled = enabled
+    policy.save(update_fields=["trading_enabled", "updated_at"])
+    return policy
+
+
+def execution_enqueue(*, proposal: TradeProposal, actor=None) -> None:
+    """Dispatches the execute task by name after commit, so web code never imports it."""
+    from config.celery import app
+
+    args = [proposal.pk, getattr(actor, "pk", None)]
+    transaction.on_commit(
+        lambda: app.send_task("trading.tasks.execute_proposal", args=args, queue="execute")
+    )
