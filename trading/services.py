@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from trading.errors import ProposalInvalid, ProposalStateConflict
@@ -16,6 +17,7 @@ from trading.models import (
     Policy,
     ProposalEvent,
     Side,
+    TradeExecution,
     TradeProposal,
 )
 from trading.selectors import policy_get_for_user
@@ -209,7 +211,8 @@ def proposals_expire() -> int:
     with transaction.atomic():
         expired = list(
             TradeProposal.objects.filter(status__in=live, expires_at__lte=now)
-            .filter(executions__isnull=True)
+            # One being executed ends as EXECUTED or FAILED, never EXPIRED.
+            .exclude(Exists(TradeExecution.objects.filter(proposal_id=OuterRef("pk"))))
             .select_for_update(skip_locked=True)
             .values_list("pk", "user_id")
         )
