@@ -285,7 +285,6 @@ class ProposalEvent(models.Model):
         REJECTED = "rejected"
         OVERRIDE_SET = "override_set"
         PREFLIGHT_FAILED = "preflight_failed"
-        EXECUTION_FINISHED = "execution_finished"
         EXPIRED = "expired"
 
     proposal = models.ForeignKey(TradeProposal, on_delete=models.CASCADE, related_name="events")
