@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from budget.models import GptUsageLog
 from scheduler.models import ScanJob
-from trading.models import Policy, ProposalEvent, TradeExecution, TradeHistory, TradeProposal
+from trading.models import (
+    EmergencyStop,
+    Policy,
+    ProposalEvent,
+    TradeExecution,
+    TradeHistory,
+    TradeProposal,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -32,6 +39,17 @@ class PolicyFactory(factory.django.DjangoModelFactory):
     min_order_eur = Decimal("10")
     max_order_eur = Decimal("100")
     min_confidence = 50
+
+
+class EmergencyStopFactory(factory.django.DjangoModelFactory):
+    """The single stop row (a migration creates it); the factory updates it in place."""
+
+    class Meta:
+        model = EmergencyStop
+        django_get_or_create = ("id",)
+
+    id = EmergencyStop.SINGLETON_ID
+    active = False
 
 
 class ScanJobFactory(factory.django.DjangoModelFactory):
