@@ -1,0 +1,52 @@
+"""Client for the simulator's control API, for tests, the demo and the soak run."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import requests
+
+
+class SimulatorControl:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        if self.url.endswith("/v2"):
+            self.url = self.url[: -len("/v2")]
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        response = requests.request(method, f"{self.url}/_sim/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        """Back to the starting balances, all markets trading, no orders, no faults, no bans."""
+        self._call("POST", "reset")
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: int = 1,
+        seconds: float = 0.0,
+        method: str = "POST",
+        path: str = "/order",
+    ) -> None:
+        """The next `times` matching requests get this fault (see simulator.state.FAULTS)."""
+        self._call(
+            "POST",
+            "faults",
+            {"kind": kind, "times": times, "seconds": seconds, "method": method, "path": path},
+        )
+
+    def reset_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def orders(self) -> list[dict]:
+        """Every order the simulator accepted, oldest first: what reached the exchange."""
+        return self._call("GET", "orders")
+
+    def set_balance(self, asset: str, amount: Decimal | str) -> None:
+        self._call("POST", "balance", {"asset": asset, "amount": str(amount)})
+
+    def set_market_status(self, market: str, status: str) -> None:
+        self._call("POST", "market-status", {"market": market, "status": status})
