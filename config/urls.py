@@ -1,6 +1,48 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import observability
+from trading import apis
+
+api_v1 = [
+    path("policy/", apis.PolicyApi.as_view(), name="policy"),
+    path("proposals/", apis.ProposalListApi.as_view(), name="proposal-list"),
+    path("proposals/<int:proposal_id>/", apis.ProposalDetailApi.as_view(), name="proposal-detail"),
+    path(
+        "proposals/<int:proposal_id>/approve/",
+        apis.ProposalApproveApi.as_view(),
+        name="proposal-approve",
+    ),
+    path(
+        "proposals/<int:proposal_id>/reject/",
+        apis.ProposalRejectApi.as_view(),
+        name="proposal-reject",
+    ),
+    path(
+        "proposals/<int:proposal_id>/execute/",
+        apis.ProposalExecuteApi.as_view(),
+        name="proposal-execute",
+    ),
+    path(
+        "proposals/<int:proposal_id>/preflight/",
+        apis.ProposalPreflightApi.as_view(),
+        name="proposal-preflight",
+    ),
+    path("executions/", apis.ExecutionListApi.as_view(), name="execution-list"),
+    path(
+        "executions/<int:execution_id>/",
+        apis.ExecutionDetailApi.as_view(),
+        name="execution-detail",
+    ),
+    path("trading/status/", apis.TradingStatusApi.as_view(), name="trading-status"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
 
 urlpatterns = [
+    path("healthz", observability.healthz, name="healthz"),
+    path("metrics", observability.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
 ]

@@ -1,6 +1,25 @@
-from django.contrib import admin
+"""The approval console: staff work proposals from Django admin.
 
-from .models import (
+Thin: every action calls one service; confirmation pages list the selected proposals and,
+for approve and execute, what every preflight rule says now. Execute claims and enqueues;
+the page never calls the exchange with a trade key.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from config.errors import DomainError
+from trading import selectors, services
+from trading.models import (
     EmergencyStop,
     Policy,
     ProposalEvent,
@@ -8,41 +27,339 @@ from .models import (
     TradeHistory,
     TradeProposal,
 )
+from trading.preflight import execution_claim, preflight_preview
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Audit records: browsable, never editable."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = ("user", "trading_enabled", "allowlist", "min_order_eur", "max_order_eur")
+    list_display = (
+        "user",
+        "trading_enabled",
+        "allowlist",
+        "min_order_eur",
+        "max_order_eur",
+        "max_daily_trades",
+        "max_trades_per_hour",
+    )
+    list_filter = ("trading_enabled",)
     list_select_related = ("user",)
+    search_fields = ("user__username",)
+    actions = ("disable_trading",)
+
+    @admin.action(description="Turn trading OFF for the selected users")
+    def disable_trading(self, request, queryset: QuerySet[Policy]):
+        for policy in queryset.select_related("user"):
+            services.policy_trading_set(user=policy.user, enabled=False)
+        self.message_user(request, f"Trading turned off for {queryset.count()} user(s).")
 
 
 @admin.register(EmergencyStop)
 class EmergencyStopAdmin(admin.ModelAdmin):
     list_display = ("__str__", "reason", "changed_by", "changed_at")
+    readonly_fields = ("changed_by", "changed_at")
+    fields = ("active", "reason", "changed_by", "changed_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("trading.emergency_stop")
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so the change is recorded with who and when.
+        services.emergency_stop_set(active=obj.active, actor=request.user, reason=obj.reason)
+
+
+class ProposalEventInline(admin.TabularInline):
+    model = ProposalEvent
+    fields = ("created_at", "kind", "actor", "data")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+class OverrideForm(forms.Form):
+    override_cooldown = forms.BooleanField(required=False, label="Lift the cooldown")
+    override_anti_flip = forms.BooleanField(required=False, label="Lift anti-flip")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
 @admin.register(TradeProposal)
 class TradeProposalAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "market", "side", "amount_eur", "confidence", "status")
-    list_filter = ("status", "side", "source")
+    list_display = (
+        "id",
+        "user",
+        "market",
+        "side",
+        "amount_eur",
+        "confidence",
+        "status",
+        "source",
+        "age",
+        "time_to_expiry",
+        "overrides",
+    )
+    list_filter = ("status", "side", "source", "market")
     list_select_related = ("user",)
-    search_fields = ("market", "user__username")
+    search_fields = ("market", "user__username", "rationale")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    actions = ("approve_selected", "reject_selected", "execute_selected")
+    inlines = (ProposalEventInline,)
+    readonly_fields = [f.name for f in TradeProposal._meta.fields]
+    change_list_template = "admin/trading/tradeproposal/change_list.html"
+    change_form_template = "admin/trading/tradeproposal/change_form.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("trading.approve_proposal")
+
+    def has_execute_permission(self, request):
+        return request.user.has_perm("trading.execute_proposal")
+
+    def has_override_permission(self, request):
+        return request.user.has_perm("trading.override_guards")
+
+    @admin.display(description="age")
+    def age(self, proposal: TradeProposal) -> str:
+        return _minutes(timezone.now() - proposal.created_at)
+
+    @admin.display(description="expires in")
+    def time_to_expiry(self, proposal: TradeProposal) -> str:
+        remaining = proposal.expires_at - timezone.now()
+        return "expired" if remaining.total_seconds() <= 0 else _minutes(remaining)
+
+    @admin.display(description="overrides")
+    def overrides(self, proposal: TradeProposal) -> str:
+        lifted = [
+            n
+            for n, on in (
+                ("cooldown", proposal.override_cooldown),
+                ("anti-flip", proposal.override_anti_flip),
+            )
+            if on
+        ]
+        return ", ".join(lifted) or "-"
+
+    # --- console header: kill switches ---
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = extra_context or {}
+        extra_context["emergency_stop"] = selectors.emergency_stop_get()
+        extra_context["can_stop"] = request.user.has_perm("trading.emergency_stop")
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def get_urls(self):
+        own = [
+            path(
+                "emergency-stop/",
+                self.admin_site.admin_view(self.emergency_stop_view),
+                name="trading_emergency_stop_toggle",
+            ),
+            path(
+                "<int:proposal_id>/override/",
+                self.admin_site.admin_view(self.override_view),
+                name="trading_tradeproposal_override",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def emergency_stop_view(self, request):
+        if request.method != "POST" or not request.user.has_perm("trading.emergency_stop"):
+            raise PermissionDenied
+        active = request.POST.get("active") == "1"
+        reason = request.POST.get("reason", "").strip() or "Set from the approval console"
+        services.emergency_stop_set(active=active, actor=request.user, reason=reason)
+        state = "ON: every execution is halted" if active else "off"
+        self.message_user(request, f"Emergency stop {state}.", messages.WARNING)
+        return redirect("admin:trading_tradeproposal_changelist")
+
+    def override_view(self, request, proposal_id: int):
+        if not self.has_override_permission(request):
+            raise PermissionDenied
+        proposal = TradeProposal.objects.get(pk=proposal_id)
+        form = OverrideForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.proposal_override_set(
+                    proposal=proposal,
+                    actor=request.user,
+                    cooldown=form.cleaned_data["override_cooldown"],
+                    anti_flip=form.cleaned_data["override_anti_flip"],
+                    reason=form.cleaned_data["reason"],
+                )
+            except DomainError as error:
+                self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"Override recorded on proposal #{proposal.pk}.")
+                return redirect("admin:trading_tradeproposal_change", proposal.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Override guards on proposal #{proposal.pk}",
+            "proposal": proposal,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/trading/tradeproposal/override.html", context)
+
+    # --- actions with a confirmation page ---
+
+    def _confirm(self, request, queryset, *, action, title, form=None, preview=False):
+        rows = []
+        for proposal in queryset.select_related("user"):
+            rows.append(
+                {
+                    "proposal": proposal,
+                    "preflight": preflight_preview(proposal=proposal) if preview else None,
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "action": action,
+            "rows": rows,
+            "form": form,
+            "queryset": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/trading/tradeproposal/confirm_action.html", context)
+
+    def _each(self, request, queryset, service, done: str):
+        ok, failed = 0, []
+        for proposal in queryset:
+            try:
+                service(proposal)
+                ok += 1
+            except DomainError as error:
+                failed.append(f"#{proposal.pk}: {error.code}")
+        if ok:
+            self.message_user(request, f"{ok} proposal(s) {done}.")
+        if failed:
+            self.message_user(request, "Not done: " + "; ".join(failed), messages.ERROR)
+
+    @admin.action(description="Approve selected proposals", permissions=["approve"])
+    def approve_selected(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request, queryset, action="approve_selected", title="Approve?", preview=True
+            )
+        self._each(
+            request,
+            queryset,
+            lambda p: services.proposal_approve(proposal=p, actor=request.user),
+            "approved",
+        )
+        return None
+
+    @admin.action(description="Reject selected proposals", permissions=["approve"])
+    def reject_selected(self, request, queryset):
+        form = RejectForm(request.POST if request.POST.get("post") == "yes" else None)
+        if not form.is_valid():
+            return self._confirm(
+                request, queryset, action="reject_selected", title="Reject?", form=form
+            )
+        reason = form.cleaned_data["reason"]
+        self._each(
+            request,
+            queryset,
+            lambda p: services.proposal_reject(proposal=p, actor=request.user, reason=reason),
+            "rejected",
+        )
+        return None
+
+    @admin.action(description="Execute selected proposals", permissions=["execute"])
+    def execute_selected(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request, queryset, action="execute_selected", title="Execute?", preview=True
+            )
+        queued, refused = 0, []
+        for proposal in queryset:
+            outcome = execution_claim(proposal_id=proposal.pk, actor_id=request.user.pk)
+            if outcome.refused:
+                refused.append(f"#{proposal.pk}: {', '.join(outcome.refused_codes)}")
+                continue
+            if outcome.execution.status == TradeExecution.Status.CLAIMED:
+                services.execution_enqueue(proposal=proposal, actor=request.user)
+            queued += 1
+        if queued:
+            self.message_user(request, f"{queued} execution(s) queued for the execute worker.")
+        if refused:
+            self.message_user(
+                request, "Refused by preflight: " + "; ".join(refused), messages.ERROR
+            )
+        return None
 
 
-@admin.register(ProposalEvent)
-class ProposalEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "proposal", "kind", "actor")
-    list_select_related = ("proposal", "actor")
+def _minutes(delta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 @admin.register(TradeExecution)
-class TradeExecutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "proposal", "status", "exchange_order_id", "error_code")
-    list_filter = ("status",)
-    list_select_related = ("user", "proposal")
+class TradeExecutionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "user",
+        "proposal_link",
+        "market",
+        "side",
+        "amount_eur",
+        "status",
+        "exchange_order_id",
+        "error_code",
+        "claimed_at",
+    )
+    list_filter = ("status", "error_code", "market")
+    list_select_related = ("user",)
+    search_fields = ("client_order_id", "exchange_order_id", "user__username")
+    date_hierarchy = "claimed_at"
+
+    @admin.display(description="proposal")
+    def proposal_link(self, execution: TradeExecution):
+        url = reverse("admin:trading_tradeproposal_change", args=[execution.proposal_id])
+        return format_html('<a href="{}">#{}</a>', url, execution.proposal_id)
 
 
 @admin.register(TradeHistory)
-class TradeHistoryAdmin(admin.ModelAdmin):
-    list_display = ("executed_at", "user", "market", "side", "amount", "price", "fee")
+class TradeHistoryAdmin(ReadOnlyAdmin):
+    list_display = ("executed_at", "user", "market", "side", "amount", "amount_eur", "price", "fee")
+    list_filter = ("market", "side")
     list_select_related = ("user",)
+    date_hierarchy = "executed_at"
+
+
+@admin.register(ProposalEvent)
+class ProposalEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "proposal", "kind", "actor")
+    list_filter = ("kind",)
+    list_select_related = ("proposal", "actor")

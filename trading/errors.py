@@ -17,3 +17,22 @@ class ProposalStateConflict(TradingError):
 class PolicyMissing(TradingError):
     code = "POLICY_MISSING"
     http_status = 409
+
+
+class NotFound(TradingError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class PermissionMissing(TradingError):
+    code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class PreflightRefused(TradingError):
+    code = "PREFLIGHT_REFUSED"
+    http_status = 409
+
+
+class PolicyInvalid(TradingError):
+    code = "POLICY_INVALID"

@@ -6,11 +6,12 @@ import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from trading.errors import ProposalInvalid, ProposalStateConflict
+from trading.errors import PolicyInvalid, ProposalInvalid, ProposalStateConflict
 from trading.models import (
     CONFIDENCE_LEVELS,
     EmergencyStop,
@@ -239,6 +240,26 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
     )
     stop.save()
     return stop
+
+
+def policy_update(*, user, changes: dict) -> Policy:
+    """Changes a user's policy; an incoherent result is refused with the rule's stable code."""
+    with transaction.atomic():
+        policy_get_for_user(user=user)
+        policy = Policy.objects.select_for_update().get(user=user)
+        for name, value in changes.items():
+            setattr(policy, name, value)
+        try:
+            policy.full_clean(exclude=["user"])
+        except ValidationError as error:
+            codes = [e.code for errors in error.error_dict.values() for e in errors]
+            raise PolicyInvalid(
+                "; ".join(error.messages),
+                code=next((c for c in codes if c and c.startswith("POLICY_")), "POLICY_INVALID"),
+                extra={"fields": error.message_dict},
+            ) from None
+        policy.save()
+    return policy
 
 
 @transaction.atomic

@@ -1,0 +1,231 @@
+"""Execution overhead: a full execute next to the bare minimum path, in the same run.
+
+    python bench/execution_bench.py [--runs 200] [--big-rows 1000000]
+
+The bare path is one INSERT, one order POST (same client, same simulator) and one UPDATE.
+The full path is execution_run(): preflight facts, the per-user lock, the claim, the
+compare-and-set transitions, the order, history and audit. Both run against the Bitvavo
+simulator with zero latency on a PostgreSQL database of their own (oracle_bench). Then the
+history and LLM usage tables get 1,000,000 rows across 1,000 users and the full path is
+measured again. Prints medians, p99, ratios and the SQL statement count per execution.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_bench")
+os.environ["DATABASE_URL"] = BENCH_DB
+os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/9")
+os.environ["ORACLE_ROLE"] = "execute"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    name = BENCH_DB.rsplit("/", 1)[1]
+    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--big-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    recreate_database()
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", verbosity=0)
+    cache.clear()
+
+    from exchange.simulator.server import SimulatorServer
+
+    simulator = SimulatorServer(port=0)
+    simulator.start()
+    os.environ.update(simulator.trade_env())
+    os.environ.update(simulator.readonly_env())
+    from django.conf import settings
+
+    settings.BITVAVO_API_URL = simulator.api_url
+    simulator.control.set_balance("EUR", "100000000")
+
+    from exchange.orders import TradeClient
+    from exchange.services import balances_refresh
+    from tests.factories import PolicyFactory, TradeProposalFactory
+    from trading.execution import execution_run
+
+    balances_refresh()
+    client = TradeClient()
+
+    def new_policy():
+        return PolicyFactory(
+            max_daily_trades=100_000,
+            max_trades_per_hour=100_000,
+            cooldown_minutes=0,
+            anti_flip_minutes=0,
+            max_order_eur=Decimal("100"),
+        )
+
+    def measure_full(runs):
+        policy = new_policy()
+        proposals = [TradeProposalFactory(user=policy.user, approved=True) for _ in range(runs)]
+        timings, statements = [], []
+        for proposal in proposals:
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                outcome = execution_run(proposal_id=proposal.pk, client=client)
+                timings.append(time.perf_counter() - started)
+            assert outcome.execution.status == "SUBMITTED", outcome
+            statements.append(len(queries))
+        return timings, statements
+
+    def measure_bare(runs):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS bench_bare (id bigserial PRIMARY KEY,"
+                " client_order_id uuid UNIQUE, status text, order_id text)"
+            )
+        timings = []
+        for _ in range(runs):
+            client_order_id = uuid.uuid4()
+            started = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO bench_bare (client_order_id, status) VALUES (%s, 'SUBMITTING')"
+                    " RETURNING id",
+                    [client_order_id],
+                )
+                row_id = cursor.fetchone()[0]
+            order = client.place_market_order(
+                market="BTC-EUR",
+                side="buy",
+                client_order_id=client_order_id,
+                amount_quote=Decimal("25.00"),
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE bench_bare SET status = 'SUBMITTED', order_id = %s WHERE id = %s",
+                    [order["orderId"], row_id],
+                )
+            timings.append(time.perf_counter() - started)
+        return timings
+
+    def fill_big_tables(rows):
+        users = 1000
+        per_user = rows // users
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO auth_user (username, password, is_superuser, first_name, last_name,"
+                " email, is_staff, is_active, date_joined)"
+                " SELECT 'bulk' || g, '!', false, '', '', '', false, true, now()"
+                " FROM generate_series(1, %s) g",
+                [users],
+            )
+            cursor.execute(
+                "CREATE TEMP TABLE bulk_users AS"
+                " SELECT id FROM auth_user WHERE username LIKE 'bulk%%'"
+            )
+            cursor.execute(
+                "INSERT INTO trade_proposals (user_id, market, side, amount_eur, confidence,"
+                " rationale, status, expires_at, source, policy_hash, policy_snapshot,"
+                " override_cooldown, override_anti_flip, override_reason, decided_at,"
+                " decision_reason, created_at, updated_at)"
+                " SELECT u.id, 'BTC-EUR', 'buy', 25, 75, '', 'EXECUTED', now(), 'scan', '', '{}',"
+                " false, false, '', now() - (g || ' minutes')::interval, '',"
+                " now() - (g || ' minutes')::interval, now()"
+                " FROM bulk_users u, generate_series(1, %s) g",
+                [per_user],
+            )
+            cursor.execute(
+                "INSERT INTO trade_executions (user_id, proposal_id, client_order_id, status,"
+                " market, side, amount_eur, exchange_order_id, preflight_result, policy_hash,"
+                " policy_snapshot, error_code, error_message, claimed_at, submitting_at,"
+                " finished_at, reconcile_attempts, created_at, updated_at)"
+                " SELECT p.user_id, p.id, gen_random_uuid(), 'SUBMITTED', p.market, p.side,"
+                " p.amount_eur, 'bulk-' || p.id, '{}', '', '{}', '', '', p.created_at,"
+                " p.created_at, p.created_at, 0, p.created_at, p.created_at"
+                " FROM trade_proposals p WHERE p.user_id IN (SELECT id FROM bulk_users)"
+            )
+            cursor.execute(
+                "INSERT INTO trade_history (user_id, execution_id, market, asset, side, amount,"
+                " amount_eur, price, fee, executed_at)"
+                " SELECT e.user_id, e.id, e.market, 'BTC', e.side, 0.0005, 25, 50000, 0.06,"
+                " e.claimed_at FROM trade_executions e"
+                " WHERE e.user_id IN (SELECT id FROM bulk_users)"
+            )
+            cursor.execute(
+                "INSERT INTO gpt_usage_log (user_id, model, reason, prompt_tokens,"
+                " completion_tokens, tokens_estimate, status, error, created_at, finished_at)"
+                " SELECT u.id, 'gpt-4o-mini', 'scan', 700, 80, 800, 'SUCCEEDED', '',"
+                " now() - (g || ' minutes')::interval, now() - (g || ' minutes')::interval"
+                " FROM bulk_users u, generate_series(1, %s) g",
+                [per_user],
+            )
+            cursor.execute("ANALYZE")
+
+    def report(label, timings):
+        median = statistics.median(timings) * 1000
+        p99 = percentile(timings, 0.99) * 1000
+        print(f"{label:<34} median {median:7.2f} ms   p99 {p99:7.2f} ms   n={len(timings)}")
+        return median
+
+    # Warm up connections, caches and the simulator.
+    measure_full(10)
+    measure_bare(10)
+
+    # Interleave the two paths in rounds so machine noise hits both alike.
+    full, bare, statements = [], [], []
+    rounds = 4
+    for _ in range(rounds):
+        timings, counts = measure_full(args.runs // rounds)
+        full += timings
+        statements += counts
+        bare += measure_bare(args.runs // rounds)
+    full_small = report("full execute (small tables)", full)
+    bare_small = report("bare INSERT+POST+UPDATE", bare)
+    print(f"{'overhead ratio full/bare':<34} {full_small / bare_small:.2f}x   (goal <= 1.5x)")
+    print(
+        f"{'SQL statements per execution':<34} median {statistics.median(statements):.0f}"
+        f"   max {max(statements)}   (goal <= 15)"
+    )
+
+    print(f"filling trade_history and gpt_usage_log with {args.big_rows:,} rows each ...")
+    started = time.perf_counter()
+    fill_big_tables(args.big_rows)
+    print(f"  filled in {time.perf_counter() - started:.0f} s")
+    measure_full(10)
+    full_big, bare_big = [], []
+    for _ in range(rounds):
+        full_big += measure_full(args.runs // rounds)[0]
+        bare_big += measure_bare(args.runs // rounds)
+    big = report("full execute (1M-row tables)", full_big)
+    bare_b = report("bare INSERT+POST+UPDATE (1M)", bare_big)
+    print(f"{'ratio 1M rows / small tables':<34} {big / full_small:.2f}x   (goal <= 1.2x)")
+    print(f"{'overhead ratio at 1M rows':<34} {big / bare_b:.2f}x")
+    simulator.stop()
+
+
+if __name__ == "__main__":
+    main()

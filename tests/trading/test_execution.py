@@ -1,0 +1,296 @@
+"""The execution engine against the Bitvavo simulator over real HTTP, on real PostgreSQL.
+
+Concurrency claims are shown by running the competitors in parallel threads (each with its
+own database connection) and counting the orders that reached the simulator.
+"""
+
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from trading.execution import execution_run, executions_reconcile
+from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
+from trading.preflight import client_order_id_for, execution_claim
+from trading.services import emergency_stop_set, proposal_override_set
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_in_parallel(target, args_list):
+    """Runs target(*args) in one thread each, all released at once; returns the results."""
+    barrier = threading.Barrier(len(args_list))
+    results = [None] * len(args_list)
+
+    def worker(index, args):
+        try:
+            barrier.wait()
+            results[index] = target(*args)
+        except Exception as error:  # collected, asserted by the caller
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, args)) for i, args in enumerate(args_list)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def execute(proposal_id):
+    return execution_run(proposal_id=proposal_id)
+
+
+def approved(user, **fields):
+    return TradeProposalFactory(user=user, approved=True, **fields)
+
+
+@pytest.fixture
+def policy(db):
+    return PolicyFactory(
+        max_daily_trades=50, max_trades_per_hour=50, cooldown_minutes=0, anti_flip_minutes=0
+    )
+
+
+def test_an_approved_proposal_becomes_one_filled_order(policy, exchange):
+    proposal = approved(policy.user)
+
+    outcome = execution_run(proposal_id=proposal.pk)
+
+    execution = outcome.execution
+    assert outcome.created
+    assert execution.status == TradeExecution.Status.SUBMITTED
+    assert execution.client_order_id == client_order_id_for(proposal.pk)
+    orders = exchange.orders()
+    assert len(orders) == 1
+    assert orders[0]["orderId"] == execution.exchange_order_id
+    assert orders[0]["clientOrderId"] == str(execution.client_order_id)
+    assert execution.bitvavo_request["amountQuote"] == "25.00"
+    assert execution.bitvavo_response["orderId"] == execution.exchange_order_id
+    assert execution.preflight_result["passed"] is True
+    assert len(execution.preflight_result["checks"]) == 11
+    assert execution.policy_hash == policy.snapshot_and_hash()[1]
+    history = TradeHistory.objects.get(execution=execution)
+    assert history.asset == "BTC" and history.amount > 0 and history.price > 0
+    proposal.refresh_from_db()
+    assert proposal.status == TradeProposal.Status.EXECUTED
+
+
+def test_a_repeated_execute_returns_the_same_execution_without_a_second_order(policy, exchange):
+    proposal = approved(policy.user)
+    first = execution_run(proposal_id=proposal.pk).execution
+    again = execution_run(proposal_id=proposal.pk)
+    assert not again.created
+    assert again.execution.pk == first.pk
+    assert len(exchange.orders()) == 1
+
+
+def test_a_retry_storm_of_24_executes_gives_exactly_one_order(policy, exchange):
+    proposal = approved(policy.user)
+
+    results = run_in_parallel(execute, [(proposal.pk,)] * 24)
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert {r.execution.pk for r in results} == {TradeExecution.objects.get().pk}
+    assert sum(1 for r in results if r.created) == 1
+    assert len(exchange.orders()) == 1
+
+
+def test_the_hourly_cap_is_exact_under_concurrency(exchange):
+    policy = PolicyFactory(max_trades_per_hour=3, max_daily_trades=50, cooldown_minutes=0)
+    proposals = [approved(policy.user, market=market) for market in ["BTC-EUR", "ETH-EUR"] * 5]
+
+    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    refused = [r for r in results if r.refused]
+    assert len(refused) == 7
+    assert all(r.refused_codes == ["HOURLY_CAP_REACHED"] for r in refused)
+    assert len(exchange.orders()) == 3
+    assert TradeExecution.objects.filter(status="SUBMITTED").count() == 3
+
+
+def test_the_cooldown_is_exact_under_concurrency(exchange):
+    policy = PolicyFactory(
+        cooldown_minutes=60, anti_flip_minutes=0, max_trades_per_hour=50, max_daily_trades=50
+    )
+    proposals = [approved(policy.user) for _ in range(10)]
+
+    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+
+    refused = [r for r in results if r.refused]
+    assert len(refused) == 9
+    assert all(r.refused_codes == ["COOLDOWN_ACTIVE"] for r in refused)
+    assert len(exchange.orders()) == 1
+
+
+def test_a_refused_preflight_claims_nothing_and_is_audited(policy, exchange):
+    proposal = approved(policy.user, confidence=25)
+
+    outcome = execution_run(proposal_id=proposal.pk, actor_id=policy.user.pk)
+
+    assert outcome.refused and outcome.refused_codes == ["CONFIDENCE_TOO_LOW"]
+    assert not TradeExecution.objects.exists()
+    event = ProposalEvent.objects.get(proposal=proposal, kind="preflight_failed")
+    assert event.actor_id == policy.user.pk
+    assert event.data["failed_codes"] == ["CONFIDENCE_TOO_LOW"]
+    assert len(event.data["checks"]) == 11
+    proposal.refresh_from_db()
+    assert proposal.status == TradeProposal.Status.APPROVED
+    assert exchange.orders() == []
+
+
+def test_a_refused_proposal_executes_once_the_reason_is_gone(policy, exchange):
+    proposal = approved(policy.user, amount_eur=Decimal("150"))
+    assert execution_run(proposal_id=proposal.pk).refused_codes == ["ORDER_TOO_LARGE"]
+    policy.max_order_eur = Decimal("200")
+    policy.save()
+    assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTED"
+    assert len(exchange.orders()) == 1
+
+
+def test_the_emergency_stop_blocks_every_concurrent_execute(policy, exchange):
+    proposals = [approved(policy.user, market=m) for m in ["BTC-EUR", "ETH-EUR"] * 4]
+    emergency_stop_set(active=True, actor=UserFactory(), reason="Exchange incident")
+
+    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+
+    assert all(r.refused and "KILL_SWITCH" in r.refused_codes for r in results)
+    assert exchange.orders() == []
+
+
+def test_the_user_kill_switch_blocks_every_execute(exchange):
+    policy = PolicyFactory(trading_enabled=False)
+    proposal = approved(policy.user)
+    assert execution_run(proposal_id=proposal.pk).refused_codes == ["KILL_SWITCH"]
+    assert exchange.orders() == []
+
+
+def test_an_empty_allowlist_blocks_everything(exchange):
+    policy = PolicyFactory(allowlist=[])
+    results = [
+        execution_run(proposal_id=approved(policy.user, market=m).pk)
+        for m in ("BTC-EUR", "ETH-EUR")
+    ]
+    assert all(r.refused_codes == ["ALLOWLIST_EMPTY"] for r in results)
+    assert exchange.orders() == []
+
+
+def test_an_override_lifts_exactly_its_one_rule(exchange):
+    policy = PolicyFactory(
+        cooldown_minutes=60, anti_flip_minutes=240, max_trades_per_hour=50, max_daily_trades=50
+    )
+    assert execution_run(proposal_id=approved(policy.user, side="sell").pk).execution
+    staff = UserFactory()
+
+    # A buy of the same asset now hits both the cooldown and anti-flip.
+    blocked = approved(policy.user, side="buy", confidence=25)
+    codes = execution_run(proposal_id=blocked.pk).refused_codes
+    assert codes == ["CONFIDENCE_TOO_LOW", "COOLDOWN_ACTIVE", "ANTI_FLIP"]
+
+    proposal_override_set(proposal=blocked, actor=staff, cooldown=True, anti_flip=False, reason="r")
+    assert execution_run(proposal_id=blocked.pk).refused_codes == [
+        "CONFIDENCE_TOO_LOW",
+        "ANTI_FLIP",
+    ]
+    proposal_override_set(proposal=blocked, actor=staff, cooldown=True, anti_flip=True, reason="r")
+    assert execution_run(proposal_id=blocked.pk).refused_codes == ["CONFIDENCE_TOO_LOW"]
+
+    # The override belongs to its proposal: another one is still blocked.
+    other = approved(policy.user, side="buy")
+    assert execution_run(proposal_id=other.pk).refused_codes == ["COOLDOWN_ACTIVE", "ANTI_FLIP"]
+    assert len(exchange.orders()) == 1
+
+
+def test_an_expired_proposal_never_executes(policy, exchange):
+    proposal = approved(policy.user, expires_at=timezone.now() - timedelta(seconds=1))
+    assert execution_run(proposal_id=proposal.pk).refused_codes == ["PROPOSAL_EXPIRED"]
+    assert exchange.orders() == []
+
+
+def test_a_stop_flipped_after_the_claim_sends_nothing(policy, exchange):
+    """The move to SUBMITTING re-checks the switches in the same statement."""
+    from trading import execution as engine
+
+    proposal = approved(policy.user)
+    outcome = execution_claim(proposal_id=proposal.pk, actor_id=None)
+    emergency_stop_set(active=True, actor=UserFactory(), reason="halt")
+    assert engine._mark_submitting(outcome.execution) is False
+
+    # The next attempt finds the claim, cannot send it, and fails it: nothing was sent.
+    execution = execution_run(proposal_id=proposal.pk).execution
+
+    assert exchange.orders() == []
+    assert (execution.status, execution.error_code) == ("FAILED", "KILL_SWITCH")
+    assert execution.submitting_at is None
+
+
+def test_a_definite_rejection_fails_the_execution(policy, exchange):
+    exchange.control.set_balance("EUR", "1")
+    proposal = approved(policy.user)
+    # The snapshot says there is money; the exchange knows better and refuses (216).
+    execution = execution_run(proposal_id=proposal.pk).execution
+    assert execution.status == "FAILED"
+    assert execution.error_code
+    assert execution.submitting_at is not None
+    assert exchange.orders() == []
+    proposal.refresh_from_db()
+    assert proposal.status == "FAILED"
+
+
+def reconcile_until_decided(rounds=6):
+    for _ in range(rounds):
+        executions_reconcile()
+        if not TradeExecution.objects.filter(status="SUBMITTING").exists():
+            return
+
+
+@pytest.mark.parametrize("fault", ["drop_after_commit", "error_101_after_commit"])
+def test_a_lost_response_is_reconciled_to_the_right_order(policy, exchange, settings, fault):
+    settings.EXECUTION_RECONCILE_AFTER_SECONDS = 0
+    proposal = approved(policy.user)
+    exchange.control.inject(fault)
+
+    execution = execution_run(proposal_id=proposal.pk).execution
+    assert execution.status == "SUBMITTING"
+    assert len(exchange.orders()) == 1
+
+    # Executing again never sends a second order while the outcome is unknown.
+    assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTING"
+    reconcile_until_decided()
+
+    execution.refresh_from_db()
+    assert execution.status == "SUBMITTED"
+    assert execution.exchange_order_id == exchange.orders()[0]["orderId"]
+    assert TradeHistory.objects.filter(execution=execution).count() == 1
+    assert len(exchange.orders()) == 1
+
+
+def test_a_request_that_never_reached_the_book_fails_after_the_window(policy, exchange, settings):
+    settings.EXECUTION_RECONCILE_AFTER_SECONDS = 0
+    settings.BITVAVO_ACCESS_WINDOW_MS = 100
+    settings.BITVAVO_READ_TIMEOUT = 0.1
+    proposal = approved(policy.user)
+    exchange.control.inject("error_109_no_commit")
+
+    execution = execution_run(proposal_id=proposal.pk).execution
+    assert execution.status == "SUBMITTING"
+
+    executions_reconcile()
+    executions_reconcile()
+    execution.refresh_from_db()
+    assert execution.status == "SUBMITTING", "two lookups are not enough to give up"
+    time.sleep(0.25)  # past the access window (0.1 s) plus the read timeout (0.1 s)
+    executions_reconcile()
+
+    execution.refresh_from_db()
+    assert execution.status == "FAILED"
+    assert execution.error_code == "ORDER_NOT_FOUND_AFTER_TIMEOUT"
+    assert exchange.orders() == []

@@ -1,0 +1,357 @@
+"""The execution engine: an approved proposal becomes at most one exchange order.
+
+The only module that uses the trade client. The steps, each in its own short transaction
+(none stays open across an exchange call):
+
+1. Under a per-user lock (the policy row), gather the facts, run preflight and claim: insert
+   the execution row (CLAIMED) with a client order id derived from the proposal. The unique
+   constraint on (user, proposal) is the last guard; caps, cooldown and anti-flip are exact
+   because every claim of a user is serialised on the lock and counted by the next one.
+2. CLAIMED -> SUBMITTING by compare-and-set, only while the kill switches are off and the
+   proposal is still approved and unexpired. Exactly one caller wins it.
+3. Send the order once. Success: SUBMITTED with history. Definite rejection: FAILED.
+   Unknown outcome: stay SUBMITTING; only the reconciler decides, by looking the order up.
+   An order whose outcome is unknown is never sent again: Bitvavo's clientOrderId is unique
+   only among open orders, and a market order closes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from exchange.errors import ExchangeError, ExchangeRateLimited, ExchangeRejected
+from exchange.orders import TradeClient
+from trading.models import (
+    EmergencyStop,
+    Policy,
+    TradeExecution,
+    TradeHistory,
+    TradeProposal,
+)
+from trading.preflight import (
+    ExecutionOutcome,
+    emergency_stop_active,
+    execution_claim,
+)
+from trading.validators import asset_of
+
+logger = logging.getLogger(__name__)
+
+Status = TradeExecution.Status
+
+
+# --- Send -------------------------------------------------------------------------------------
+
+
+def _mark_submitting(execution: TradeExecution) -> bool:
+    """CLAIMED -> SUBMITTING, only while nothing has since forbidden the order."""
+    now = timezone.now()
+    changed = (
+        TradeExecution.objects.filter(pk=execution.pk, status=Status.CLAIMED)
+        .filter(
+            Exists(Policy.objects.filter(user_id=OuterRef("user_id"), trading_enabled=True)),
+            ~Exists(EmergencyStop.objects.filter(active=True)),
+            Exists(
+                TradeProposal.objects.filter(
+                    pk=OuterRef("proposal_id"),
+                    status=TradeProposal.Status.APPROVED,
+                    expires_at__gt=now,
+                )
+            ),
+        )
+        .update(status=Status.SUBMITTING, submitting_at=now, updated_at=now)
+    )
+    if changed:
+        execution.status, execution.submitting_at = Status.SUBMITTING, now
+    return changed == 1
+
+
+def _guard_failure_code(execution: TradeExecution) -> str:
+    proposal = TradeProposal.objects.get(pk=execution.proposal_id)
+    if emergency_stop_active() is not False:
+        return "KILL_SWITCH"
+    if not Policy.objects.filter(user_id=execution.user_id, trading_enabled=True).exists():
+        return "KILL_SWITCH"
+    if proposal.status != TradeProposal.Status.APPROVED:
+        return "NOT_APPROVED"
+    return "PROPOSAL_EXPIRED"
+
+
+def _order_request(execution: TradeExecution) -> dict[str, Any]:
+    return {
+        "market": execution.market,
+        "side": execution.side,
+        "orderType": "market",
+        "amountQuote": str(execution.amount_eur),
+        "clientOrderId": str(execution.client_order_id),
+        "operatorId": settings.BITVAVO_OPERATOR_ID,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Decimal | uuid.UUID | datetime):
+        return str(value)
+    return value
+
+
+def _finish(
+    execution: TradeExecution,
+    *,
+    from_status: str,
+    to_status: str,
+    proposal_status: str,
+    error_code: str = "",
+    error_message: str = "",
+    order: dict | None = None,
+    request: dict | None = None,
+) -> bool:
+    """Ends an execution by compare-and-set, with its proposal and history, in one transaction."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": to_status,
+        "finished_at": now,
+        "updated_at": now,
+        "error_code": error_code,
+        "error_message": error_message[:2000],
+    }
+    if order is not None:
+        fields["exchange_order_id"] = order.get("orderId") or ""
+        fields["bitvavo_response"] = _jsonable(order)
+    if request is not None:
+        fields["bitvavo_request"] = request
+    with transaction.atomic():
+        changed = TradeExecution.objects.filter(pk=execution.pk, status=from_status).update(
+            **fields
+        )
+        if not changed:
+            return False
+        TradeProposal.objects.filter(pk=execution.proposal_id).update(
+            status=proposal_status, updated_at=now
+        )
+        # The execution row itself is the audit of the outcome.
+        if to_status == Status.SUBMITTED and order is not None:
+            _history_create(execution, order, now)
+    for name, value in fields.items():
+        setattr(execution, name, value)
+    return True
+
+
+def _history_create(execution: TradeExecution, order: dict, now: datetime) -> None:
+    amount = Decimal(order.get("filledAmount") or 0)
+    amount_quote = Decimal(order.get("filledAmountQuote") or 0)
+    updated_ms = order.get("updated") or order.get("created")
+    executed_at = datetime.fromtimestamp(int(updated_ms) / 1000, tz=UTC) if updated_ms else now
+    TradeHistory.objects.create(
+        user_id=execution.user_id,
+        execution=execution,
+        market=execution.market,
+        asset=asset_of(execution.market),
+        side=execution.side,
+        amount=amount,
+        amount_eur=amount_quote,
+        price=(amount_quote / amount) if amount else Decimal("0"),
+        fee=Decimal(order.get("feePaid") or 0),
+        executed_at=executed_at,
+    )
+
+
+def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
+    request = _order_request(execution)
+    try:
+        order = client.place_market_order(
+            market=execution.market,
+            side=execution.side,
+            client_order_id=execution.client_order_id,
+            amount_quote=execution.amount_eur,
+        )
+    except ExchangeRateLimited as error:
+        # The exchange refused before acting: nothing happened, so it may be sent later.
+        TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+            status=Status.CLAIMED, submitting_at=None, updated_at=timezone.now()
+        )
+        execution.status = Status.CLAIMED
+        retry_after = (error.extra or {}).get("retry_after_seconds", 60)
+        return ExecutionOutcome(execution=execution, retry_after_seconds=retry_after)
+    except ExchangeRejected as error:
+        _finish(
+            execution,
+            from_status=Status.SUBMITTING,
+            to_status=Status.FAILED,
+            proposal_status=TradeProposal.Status.FAILED,
+            error_code=error.code,
+            error_message=error.message,
+            request=request,
+        )
+        return ExecutionOutcome(execution=execution)
+    except Exception as error:
+        # Unknown outcome (timeout, dropped connection, 101, 109, 5xx, or our own bug after
+        # sending): the order may exist. Stay SUBMITTING; the reconciler looks it up.
+        code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
+        logger.warning("order outcome unknown for execution %s: %s", execution.pk, error)
+        TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+            bitvavo_request=request,
+            error_code=code,
+            error_message=str(error)[:2000],
+            updated_at=timezone.now(),
+        )
+        return ExecutionOutcome(execution=execution)
+    _finish(
+        execution,
+        from_status=Status.SUBMITTING,
+        to_status=Status.SUBMITTED,
+        proposal_status=TradeProposal.Status.EXECUTED,
+        order=order,
+        request=request,
+    )
+    return ExecutionOutcome(execution=execution)
+
+
+def execution_run(
+    *, proposal_id: int, actor_id: int | None = None, client: TradeClient | None = None
+) -> ExecutionOutcome:
+    """Executes an approved proposal at most once; any repeat returns the same execution."""
+    outcome = execution_claim(proposal_id=proposal_id, actor_id=actor_id)
+    execution = outcome.execution
+    if execution is None or execution.status != Status.CLAIMED:
+        return outcome
+    if not _mark_submitting(execution):
+        execution.refresh_from_db()
+        if execution.status == Status.CLAIMED:
+            # A kill switch flipped or the proposal expired after the claim: nothing is sent.
+            code = _guard_failure_code(execution)
+            _finish(
+                execution,
+                from_status=Status.CLAIMED,
+                to_status=Status.FAILED,
+                proposal_status=TradeProposal.Status.FAILED,
+                error_code=code,
+                error_message="Stopped before sending: a guard changed after the claim.",
+            )
+        return outcome
+    sent = _send(execution, client or TradeClient())
+    sent.created, sent.preflight = outcome.created, outcome.preflight
+    return sent
+
+
+# --- Reconcile --------------------------------------------------------------------------------
+
+
+def _find_order(execution: TradeExecution, client: TradeClient, now: datetime) -> dict | None:
+    order = client.get_order(market=execution.market, client_order_id=execution.client_order_id)
+    if order is not None:
+        return order
+    # A lookup by client order id may miss closed orders: list the market's orders around
+    # the submit time, from one access window before it.
+    window = timedelta(milliseconds=settings.BITVAVO_ACCESS_WINDOW_MS)
+    start_ms = int((execution.submitting_at - window).timestamp() * 1000)
+    end_ms = int(now.timestamp() * 1000)
+    wanted = str(execution.client_order_id)
+    for candidate in client.list_orders(market=execution.market, start_ms=start_ms, end_ms=end_ms):
+        if str(candidate.get("clientOrderId")) == wanted:
+            return candidate
+    return None
+
+
+def execution_reconcile(*, execution: TradeExecution, client: TradeClient) -> str:
+    """Decides one SUBMITTING execution by looking its order up. Never places an order."""
+    now = timezone.now()
+    try:
+        order = _find_order(execution, client, now)
+    except ExchangeError as error:
+        logger.warning("reconcile lookup failed for execution %s: %s", execution.pk, error)
+        return "lookup_failed"
+    if order is not None:
+        filled = Decimal(str(order.get("filledAmount") or 0)) > 0
+        if filled:
+            _finish(
+                execution,
+                from_status=Status.SUBMITTING,
+                to_status=Status.SUBMITTED,
+                proposal_status=TradeProposal.Status.EXECUTED,
+                order=order,
+            )
+            return "submitted"
+        if order.get("status") in ("canceled", "cancelled", "rejected", "expired"):
+            _finish(
+                execution,
+                from_status=Status.SUBMITTING,
+                to_status=Status.FAILED,
+                proposal_status=TradeProposal.Status.FAILED,
+                error_code="ORDER_NOT_FILLED",
+                error_message=f"The order ended {order.get('status')} without a fill.",
+                order=order,
+            )
+            return "failed"
+        return "pending"
+
+    attempts = execution.reconcile_attempts + 1
+    TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+        reconcile_attempts=attempts, last_reconciled_at=now, updated_at=now
+    )
+    execution.reconcile_attempts = attempts
+    # After the access window a delayed copy of the request would be refused by the
+    # exchange (304), so "not found" can no longer turn into an order.
+    window_passed = now - execution.submitting_at > timedelta(
+        milliseconds=settings.BITVAVO_ACCESS_WINDOW_MS
+    ) + timedelta(seconds=settings.BITVAVO_READ_TIMEOUT)
+    if attempts >= settings.EXECUTION_RECONCILE_MIN_LOOKUPS and window_passed:
+        _finish(
+            execution,
+            from_status=Status.SUBMITTING,
+            to_status=Status.FAILED,
+            proposal_status=TradeProposal.Status.FAILED,
+            error_code="ORDER_NOT_FOUND_AFTER_TIMEOUT",
+            error_message=f"No order found after {attempts} lookups.",
+        )
+        return "failed"
+    return "not_found"
+
+
+def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]:
+    """Reconciles every SUBMITTING execution old enough, and fails abandoned claims.
+
+    A CLAIMED execution never reached the exchange (sending happens only after the move to
+    SUBMITTING), so an abandoned one is failed rather than finished: the market, the caps and
+    the human's intent may have changed since.
+    """
+    now = timezone.now()
+    counts: dict[str, int] = {}
+    stale_claims = TradeExecution.objects.filter(
+        status=Status.CLAIMED,
+        claimed_at__lt=now - timedelta(seconds=settings.EXECUTION_CLAIM_STALE_SECONDS),
+    )
+    for execution in stale_claims:
+        if _finish(
+            execution,
+            from_status=Status.CLAIMED,
+            to_status=Status.FAILED,
+            proposal_status=TradeProposal.Status.FAILED,
+            error_code="CLAIM_ABANDONED",
+            error_message="Claimed but never sent; nothing reached the exchange.",
+        ):
+            counts["claim_abandoned"] = counts.get("claim_abandoned", 0) + 1
+
+    due = TradeExecution.objects.filter(
+        Q(status=Status.SUBMITTING),
+        submitting_at__lt=now - timedelta(seconds=settings.EXECUTION_RECONCILE_AFTER_SECONDS),
+    ).order_by("submitting_at")
+    executions = list(due)
+    if executions:
+        client = client or TradeClient()
+    for execution in executions:
+        result = execution_reconcile(execution=execution, client=client)
+        counts[result] = counts.get(result, 0) + 1
+    return counts
