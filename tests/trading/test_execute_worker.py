@@ -1,0 +1,120 @@
+"""The execute task on a real Celery worker process, over real Redis, against the simulator.
+
+Duplicate deliveries are the normal case with acks_late: these tests send duplicates and
+kill a worker's process mid-order, then count what reached the exchange.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+from django.db import connection
+
+from config.celery import app
+from tests.celery_workers import celery_worker, start_worker_expecting_failure
+from tests.factories import PolicyFactory, TradeProposalFactory
+from trading.execution import executions_reconcile
+from trading.models import TradeExecution
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def worker_env(exchange, **extra):
+    return {
+        "ORACLE_ROLE": "execute",
+        "BITVAVO_API_URL": exchange.api_url,
+        "BITVAVO_READONLY_KEY": "",
+        "BITVAVO_READONLY_SECRET": "",
+        **exchange.server.trade_env(),
+        **extra,
+    }
+
+
+def wait_for(condition, timeout=60, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection.close()  # read what the worker committed, not a stale snapshot
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+@pytest.fixture
+def purged_queue():
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("execute")
+    yield
+
+
+def test_twenty_duplicate_tasks_on_a_real_worker_give_one_order(exchange, purged_queue):
+    policy = PolicyFactory(max_trades_per_hour=50, max_daily_trades=50)
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+
+    with celery_worker(queue="execute", env=worker_env(exchange), concurrency=4) as worker:
+        for _ in range(20):
+            app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        wait_for(lambda: worker.log().count("succeeded in") >= 20, message="20 tasks to finish")
+
+    execution = TradeExecution.objects.get(proposal=proposal)
+    assert execution.status == "SUBMITTED"
+    orders = exchange.orders()
+    assert len(orders) == 1
+    assert orders[0]["orderId"] == execution.exchange_order_id
+
+
+def test_a_worker_killed_while_submitting_is_reconciled_without_a_duplicate(
+    exchange, purged_queue, settings
+):
+    settings.EXECUTION_RECONCILE_AFTER_SECONDS = 0
+    policy = PolicyFactory()
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+    # The exchange takes 3 s to answer: long enough to kill the worker mid-request.
+    exchange.control.inject("latency", seconds=3)
+
+    with celery_worker(queue="execute", env=worker_env(exchange), concurrency=1) as worker:
+        app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        wait_for(
+            lambda: TradeExecution.objects.filter(proposal=proposal, status="SUBMITTING").exists(),
+            message="the execution to be SUBMITTING",
+        )
+        for child in worker.children():
+            os.kill(child, signal.SIGKILL)
+        # reject_on_worker_lost puts the task back; the new child runs it again.
+        wait_for(lambda: "WorkerLostError" in worker.log(), message="the lost worker")
+        wait_for(lambda: worker.log().count("succeeded in") >= 1, message="the redelivery")
+        wait_for(lambda: len(exchange.orders()) == 1, timeout=10, message="the slow order")
+
+    execution = TradeExecution.objects.get(proposal=proposal)
+    assert execution.status == "SUBMITTING", "the redelivered task must not send again"
+    executions_reconcile()
+    execution.refresh_from_db()
+    assert execution.status == "SUBMITTED"
+    assert execution.exchange_order_id == exchange.orders()[0]["orderId"]
+    assert len(exchange.orders()) == 1
+
+
+def test_an_execute_worker_without_a_trade_key_refuses_to_start(exchange):
+    code, output = start_worker_expecting_failure(
+        queue="execute", env=worker_env(exchange, BITVAVO_TRADE_KEY="", BITVAVO_TRADE_SECRET="")
+    )
+    assert code != 0
+    assert "Refusing to start the execute worker" in output
+    assert "TRADE_KEY_MISSING" in output
+
+
+def test_a_scan_worker_whose_key_can_trade_refuses_to_start(exchange):
+    trade_key, trade_secret = exchange.server.trade_pair
+    env = {
+        "ORACLE_ROLE": "scan",
+        "BITVAVO_API_URL": exchange.api_url,
+        "BITVAVO_READONLY_KEY": trade_key,
+        "BITVAVO_READONLY_SECRET": trade_secret,
+        "BITVAVO_TRADE_KEY": "",
+        "BITVAVO_TRADE_SECRET": "",
+    }
+    code, output = start_worker_expecting_failure(queue="scan", env=env)
+    assert code != 0
+    assert "Refusing to start the scan worker" in output
+    assert "MAY TRADE" in output
