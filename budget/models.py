@@ -55,7 +55,32 @@ class GptUsageLog(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "created_at"], name="gpt_usage_log_user_created"),
+            # The abandoned-reservation cleanup looks only at the few open rows.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="RESERVED"),
+                name="gpt_usage_log_reserved",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.model} call for {self.user} ({self.status})"
+
+
+class GptBudgetLock(models.Model):
+    """One row per user that admissions lock, so two admissions for one user never overlap.
+
+    Updating this row first serialises admissions on PostgreSQL (a row lock) and on SQLite
+    (the write lock is taken before the count), so the count-then-insert is exact on both.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    admissions = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "gpt_budget_locks"
+
+    def __str__(self) -> str:
+        return f"Budget lock of user #{self.user_id}"

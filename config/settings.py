@@ -196,3 +196,8 @@ EXECUTION_CLAIM_STALE_SECONDS = env.int("EXECUTION_CLAIM_STALE_SECONDS", default
 BALANCE_MAX_AGE_SECONDS = env.int("BALANCE_MAX_AGE_SECONDS", default=600)
 # Market rules (status, minimums) are cached this long between executions.
 MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)
+
+# --- Scans --------------------------------------------------------------------------------
+# A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.
+SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=120)
+SCAN_DISPATCH_BATCH = env.int("SCAN_DISPATCH_BATCH", default=100)

@@ -69,32 +69,35 @@ def worker_command(queue: str, concurrency: int) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def celery_worker(*, queue: str, env: dict[str, str], concurrency: int = 2, ready_timeout=60):
-    """Starts a worker consuming `queue` with exactly `env` added; stops it on exit."""
-    log_file = tempfile.NamedTemporaryFile(prefix=f"worker-{queue}-", suffix=".log", delete=False)
-    child_env = {
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         **env,
     }
+
+
+@contextlib.contextmanager
+def celery_process(command: list[str], *, env: dict[str, str], ready_line: str, timeout=60):
+    """Runs a Celery process with `env` added until the block ends; yields a Worker."""
+    log_file = tempfile.NamedTemporaryFile(prefix="celery-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        worker_command(queue, concurrency),
+        command,
         cwd=ROOT,
-        env=child_env,
+        env=child_env(env),
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     worker = Worker(process, Path(log_file.name))
     try:
-        deadline = time.monotonic() + ready_timeout
-        while " ready." not in worker.log():
+        deadline = time.monotonic() + timeout
+        while ready_line not in worker.log():
             if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}:\n{worker.log()}")
+                raise RuntimeError(f"exited with {process.returncode}:\n{worker.log()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready after {ready_timeout}s:\n{worker.log()}")
+                raise RuntimeError(f"not ready after {timeout}s:\n{worker.log()}")
             time.sleep(0.2)
         yield worker
     finally:
@@ -108,18 +111,37 @@ def celery_worker(*, queue: str, env: dict[str, str], concurrency: int = 2, read
         log_file.close()
 
 
+def celery_worker(*, queue: str, env: dict[str, str], concurrency: int = 2):
+    """A worker consuming `queue`."""
+    return celery_process(worker_command(queue, concurrency), env=env, ready_line=" ready.")
+
+
+def celery_beat(*, env: dict[str, str], name: str):
+    """A beat on the database schedule; several may run at once."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "beat",
+        "-l",
+        "info",
+        "--max-interval",
+        "1",
+        "--pidfile=",
+        "-s",
+        f"{tempfile.gettempdir()}/beat-{name}",
+    ]
+    return celery_process(command, env=env, ready_line="beat: Starting")
+
+
 def start_worker_expecting_failure(*, queue: str, env: dict[str, str], timeout=60):
     """Runs a worker that should refuse to start; returns (exit code, output)."""
-    child_env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        **env,
-    }
     result = subprocess.run(
         worker_command(queue, 1),
         cwd=ROOT,
-        env=child_env,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -392,6 +392,8 @@ class TradeExecution(models.Model):
             ),
             # Caps, cooldown and anti-flip: a user's recent executions.
             models.Index(fields=["user", "-claimed_at"], name="trade_executions_user_claimed"),
+            # The balance recheck: everything claimed since the last balance snapshot.
+            models.Index(fields=["claimed_at"], name="trade_executions_claimed"),
         ]
 
     def __str__(self) -> str:

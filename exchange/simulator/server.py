@@ -76,6 +76,11 @@ class Handler(BaseHTTPRequestHandler):
     server: SimulatorHTTPServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        # Answer in one segment; without it, Nagle and delayed ACKs add ~40 ms a request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         if os.environ.get("BITVAVO_SIMULATOR_LOG"):
             super().log_message(format, *args)

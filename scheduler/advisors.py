@@ -1,0 +1,220 @@
+"""Advisors: given a market snapshot and the user's limits, one proposal or "no trade".
+
+Both advisors answer with the same JSON text, and `advice_parse` is the only way from that
+text to a proposal, so the offline rules and the LLM are held to the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+
+import openai
+from django.conf import settings
+
+from scheduler.errors import AdvisorCallFailed, AdvisorOutputInvalid
+from trading.errors import ProposalInvalid
+from trading.services import proposal_validate_fields
+
+PROPOSE = "propose"
+NO_TRADE = "no_trade"
+MAX_COMPLETION_TOKENS = 400
+
+# Strict structured output: every key is present, the ones a "no trade" does not need are null.
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "decision": {"type": "string", "enum": [PROPOSE, NO_TRADE]},
+        "market": {"type": ["string", "null"], "description": "One of the snapshot's markets."},
+        "side": {"type": ["string", "null"], "enum": ["buy", "sell", None]},
+        "amount_eur": {
+            "type": ["string", "null"],
+            "description": 'Euros with at most 2 decimals, e.g. "25.00".',
+        },
+        "confidence": {"type": "integer", "enum": [0, 25, 50, 75, 100]},
+        "rationale": {"type": "string", "description": "Why, in at most 500 characters."},
+    },
+    "required": ["decision", "market", "side", "amount_eur", "confidence", "rationale"],
+    "additionalProperties": False,
+}
+
+SYSTEM_PROMPT = (
+    "You review crypto markets on Bitvavo for one user and may propose at most one spot "
+    "trade. You get a market snapshot (relative values: 0.012 means +1.2%) and the user's "
+    'limits. Answer "no_trade" unless one of the given markets shows a clear edge. '
+    'Otherwise "propose" one trade in one of the given markets, with amount_eur between '
+    "min_order_eur and max_order_eur and an honest confidence. A human reviews every "
+    "proposal before anything is executed."
+)
+
+
+@dataclass(frozen=True)
+class AdvisorReply:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Advice:
+    market: str
+    side: str
+    amount_eur: Decimal
+    confidence: int
+    rationale: str
+
+
+def _as_json(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def advice_parse(*, text: str | None, markets: list[str]) -> Advice | None:
+    """The advisor's answer as a proposal to store, or None for "no trade".
+
+    Raises AdvisorOutputInvalid with `extra["field"]` naming what was wrong.
+    """
+
+    def invalid(field: str, message: str) -> AdvisorOutputInvalid:
+        return AdvisorOutputInvalid(message, extra={"field": field})
+
+    try:
+        # Decimal, never float, for every number the model writes.
+        data = json.loads(text or "", parse_float=Decimal)
+    except (ValueError, RecursionError):
+        raise invalid("output", "The output is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise invalid("output", "The output is not a JSON object.")
+    decision = data.get("decision")
+    if decision == NO_TRADE:
+        return None
+    if decision != PROPOSE:
+        raise invalid("decision", f'The decision must be "{PROPOSE}" or "{NO_TRADE}".')
+    try:
+        market, side, amount, confidence, rationale = proposal_validate_fields(
+            market=data.get("market"),
+            side=data.get("side"),
+            amount_eur=data.get("amount_eur"),
+            confidence=data.get("confidence"),
+            rationale=data.get("rationale"),
+        )
+    except ProposalInvalid as error:
+        raise invalid(error.extra["field"], error.message) from None
+    if market not in markets:
+        raise invalid("market", f"{market} is not one of the scanned markets.")
+    return Advice(market, side, amount, confidence, rationale)
+
+
+class LlmAdvisor:
+    """The LLM through the openai package, with SDK retries off: a retry would be an
+    uncounted call. A retry, if any, is a new admission through the budget."""
+
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float):
+        self.model = model
+        self.client = openai.OpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+
+    @staticmethod
+    def _prompt(snapshot: dict, limits: dict) -> str:
+        return _as_json({"markets": snapshot, "limits": limits})
+
+    def tokens_estimate(self, *, snapshot: dict, limits: dict) -> int:
+        # About four characters a token, plus the most the answer may use.
+        prompt = SYSTEM_PROMPT + self._prompt(snapshot, limits)
+        return len(prompt) // 4 + MAX_COMPLETION_TOKENS
+
+    def advise(self, *, snapshot: dict, limits: dict) -> AdvisorReply:
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=[
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": self._prompt(snapshot, limits)},
+                ],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "trade_advice", "strict": True, "schema": OUTPUT_SCHEMA},
+                },
+                max_completion_tokens=MAX_COMPLETION_TOKENS,
+            )
+        except openai.APITimeoutError as error:
+            raise AdvisorCallFailed(str(error), code="LLM_TIMEOUT") from error
+        except openai.APIConnectionError as error:
+            raise AdvisorCallFailed(str(error), code="LLM_UNREACHABLE") from error
+        except openai.APIStatusError as error:
+            raise AdvisorCallFailed(str(error), code=f"LLM_HTTP_{error.status_code}") from error
+        except openai.APIError as error:
+            raise AdvisorCallFailed(str(error), code="LLM_BAD_RESPONSE") from error
+        usage = response.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (None, None)
+        message = response.choices[0].message if response.choices else None
+        if message is not None and getattr(message, "refusal", None):
+            # A refusal is an answer, not a proposal: it reaches advice_parse as invalid JSON.
+            return AdvisorReply(f"refusal: {message.refusal}", *tokens)
+        return AdvisorReply(message.content if message else None, *tokens)
+
+
+class OfflineAdvisor:
+    """Deterministic momentum rules, so the product works without an LLM account.
+
+    The market that moved most over 24 hours relative to its hourly noise, if it moved at
+    least MIN_MOVE and is not wilder than MAX_VOLATILITY: buy on a rise, sell on a fall, the
+    user's minimum amount, more confidence for a steadier move.
+    """
+
+    model = "offline-momentum-v1"
+    MIN_MOVE = Decimal("0.01")
+    MAX_VOLATILITY = Decimal("0.05")
+    # Noise floor: a dead-flat market would otherwise score infinitely well.
+    MIN_VOLATILITY = Decimal("0.0005")
+
+    def tokens_estimate(self, *, snapshot: dict, limits: dict) -> int:
+        return 0
+
+    def advise(self, *, snapshot: dict, limits: dict) -> AdvisorReply:
+        return AdvisorReply(_as_json(self.decide(snapshot=snapshot, limits=limits)), 0, 0)
+
+    def decide(self, *, snapshot: dict, limits: dict) -> dict:
+        best = None
+        for market, data in sorted(snapshot.items()):
+            move, noise = data["change_24h"], data["volatility_1h"]
+            if abs(move) < self.MIN_MOVE or noise > self.MAX_VOLATILITY:
+                continue
+            score = abs(move) / max(noise, self.MIN_VOLATILITY)
+            if best is None or score > best[0]:
+                best = (score, market, move, noise)
+        if best is None:
+            return {
+                "decision": NO_TRADE,
+                "market": None,
+                "side": None,
+                "amount_eur": None,
+                "confidence": 0,
+                "rationale": f"No market moved {self.MIN_MOVE:.0%} in 24 hours with calm "
+                f"enough hourly swings (at most {self.MAX_VOLATILITY:.0%}).",
+            }
+        score, market, move, noise = best
+        return {
+            "decision": PROPOSE,
+            "market": market,
+            "side": "buy" if move > 0 else "sell",
+            "amount_eur": str(limits["min_order_eur"]),
+            "confidence": 75 if score >= 10 else 50 if score >= 5 else 25,
+            "rationale": f"{market} moved {move:+.2%} in 24 hours with hourly volatility "
+            f"{noise:.2%} (momentum score {score:.1f}).",
+        }
+
+
+def advisor_get() -> LlmAdvisor | OfflineAdvisor:
+    """The LLM when OPENAI_API_KEY is set in this process's environment, else offline rules."""
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        return OfflineAdvisor()
+    return LlmAdvisor(
+        api_key=api_key,
+        base_url=settings.OPENAI_BASE_URL or None,
+        model=settings.OPENAI_MODEL,
+        timeout=settings.OPENAI_TIMEOUT,
+    )

@@ -1,0 +1,27 @@
+"""Reads on scan jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from scheduler.models import ScanJob
+
+
+def scan_jobs_status(*, now: datetime | None = None) -> dict:
+    """How the scan queue stands: due, leased, expired leases waiting for recovery, failing."""
+    now = now or timezone.now()
+    leased = Q(lock_token__isnull=False)
+    return ScanJob.objects.aggregate(
+        enabled=Count("pk", filter=Q(enabled=True)),
+        due=Count(
+            "pk",
+            filter=Q(enabled=True, next_run_at__lte=now)
+            & (Q(lock_token__isnull=True) | Q(lock_expires_at__lte=now)),
+        ),
+        leased=Count("pk", filter=leased & Q(lock_expires_at__gt=now)),
+        expired_leases=Count("pk", filter=leased & Q(lock_expires_at__lte=now)),
+        failing=Count("pk", filter=Q(consecutive_failures__gt=0)),
+    )

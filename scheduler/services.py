@@ -1,0 +1,346 @@
+"""Scan jobs: leases, dispatch, recovery and the scan pipeline.
+
+A lease is (lock_token, locked_by, lock_expires_at). Every write on a leased job is a
+compare-and-set on its token, so a worker whose lease expired and was taken by another can
+no longer extend, store or release anything. An expired lease counts as free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.db import transaction
+from django.db.models import Case, F, Q, UUIDField, Value, When
+from django.utils import timezone
+
+from budget.errors import BudgetExhausted
+from budget.models import GptUsageLog
+from budget.services import budget_admit, budget_close
+from config.errors import DomainError
+from exchange.readonly import ReadonlyClient
+from scheduler.advisors import Advice, advice_parse, advisor_get
+from scheduler.errors import AdvisorOutputInvalid, ScanError, ScanJobLocked, ScanLeaseLost
+from scheduler.market import market_snapshot_build
+from scheduler.models import ScanJob
+from trading.models import TradeProposal
+from trading.selectors import policy_get_for_user
+from trading.services import proposal_create
+
+logger = logging.getLogger(__name__)
+
+# Longer than the task's hard time limit (90 s), so a live scan never loses its lease.
+LEASE_TTL = timedelta(minutes=2)
+DISPATCH_LIMIT = 100
+MAX_BACKOFF = timedelta(hours=6)
+RUN_SCAN_TASK = "scheduler.tasks.run_scan_job"
+LEASE_EXPIRED = "SCAN_LEASE_EXPIRED"
+
+
+def scan_owner() -> str:
+    """Who holds a lease: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def _lease_free(now: datetime) -> Q:
+    return Q(lock_token__isnull=True) | Q(lock_expires_at__lte=now)
+
+
+def _lease_cleared() -> dict:
+    return {"lock_token": None, "locked_by": None, "locked_at": None, "lock_expires_at": None}
+
+
+def scan_job_delay(*, interval_minutes: int, failures: int) -> timedelta:
+    """Until the next run: the interval, doubled for each failure in a row, capped at
+    MAX_BACKOFF (but never shorter than the interval)."""
+    interval = timedelta(minutes=interval_minutes)
+    return max(interval, min(interval * 2 ** min(failures, 16), MAX_BACKOFF))
+
+
+# --- leases ---------------------------------------------------------------------------------
+
+
+def scan_jobs_claim_due(
+    *, owner: str, limit: int, ttl: timedelta = LEASE_TTL
+) -> list[tuple[int, uuid.UUID]]:
+    """Leases up to `limit` due, enabled jobs whose lease is free or expired: [(id, token)].
+
+    SKIP LOCKED lets any number of dispatchers run at once; each job goes to one of them.
+    """
+    now = timezone.now()
+    due = ScanJob.objects.filter(_lease_free(now), enabled=True, next_run_at__lte=now)
+    with transaction.atomic(durable=True):
+        ids = list(
+            due.select_for_update(skip_locked=True)
+            .order_by("next_run_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        claims = [(pk, uuid.uuid4()) for pk in ids]
+        tokens = Case(*(When(pk=pk, then=Value(t)) for pk, t in claims), output_field=UUIDField())
+        # The filter again: on PostgreSQL the rows are locked and this always matches; on
+        # SQLite (no row locks) it makes a lost race fail instead of claiming twice.
+        claimed = due.filter(pk__in=ids).update(
+            lock_token=tokens,
+            locked_by=owner,
+            locked_at=now,
+            lock_expires_at=now + ttl,
+            updated_at=now,
+        )
+        if claimed != len(ids):
+            raise ScanJobLocked("Another dispatcher claimed some of these jobs first.")
+    return claims
+
+
+def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta = LEASE_TTL) -> uuid.UUID:
+    """Leases one job now, due or not, if its lease is free or expired (a manual run)."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    claimed = (
+        ScanJob.objects.filter(_lease_free(now), pk=job_id)
+        .update(lock_token=token, locked_by=owner, locked_at=now, lock_expires_at=now + ttl,
+                updated_at=now)
+    )
+    if not claimed:
+        holder = ScanJob.objects.filter(pk=job_id).values("locked_by", "lock_expires_at").first()
+        if holder is None:
+            raise ScanError(f"No scan job #{job_id}.", code="SCAN_JOB_NOT_FOUND", http_status=404)
+        raise ScanJobLocked(
+            f"Scan job #{job_id} is leased by {holder['locked_by']} until "
+            f"{holder['lock_expires_at']:%Y-%m-%d %H:%M:%S}.",
+            extra={"job_id": job_id},
+        )
+    return token
+
+
+def scan_job_extend_lease(
+    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta = LEASE_TTL
+) -> None:
+    """Pushes the lease's expiry out for a long scan; ScanLeaseLost if it is not ours."""
+    now = timezone.now()
+    if not ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
+        lock_expires_at=now + ttl, updated_at=now
+    ):
+        raise ScanLeaseLost(f"Scan job #{job_id} is no longer leased with this token.")
+
+
+def scan_job_start(
+    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta = LEASE_TTL
+) -> uuid.UUID | None:
+    """Starts the run a claim allows, once: the claim's token is swapped for a new one.
+
+    With acks_late a task can be delivered twice (a killed worker, a redelivery); the second
+    delivery carries the spent token and finds nothing to run. None if the token is stale.
+    """
+    now = timezone.now()
+    run_token = uuid.uuid4()
+    started = ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
+        lock_token=run_token, lock_expires_at=now + ttl, last_started_at=now, updated_at=now
+    )
+    return run_token if started else None
+
+
+def scan_job_release(
+    *, job_id: int, lock_token: uuid.UUID, succeeded: bool, error: str = ""
+) -> bool:
+    """Frees the lease and schedules the next run (interval, or back-off after failures),
+    only if the lease is still ours. False when it is not: someone else's lease is untouched.
+    """
+    job = ScanJob.objects.filter(pk=job_id).values("interval_minutes", "consecutive_failures")
+    job = job.first()
+    if job is None:
+        return False
+    failures = 0 if succeeded else job["consecutive_failures"] + 1
+    now = timezone.now()
+    released = ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
+        **_lease_cleared(),
+        next_run_at=now + scan_job_delay(interval_minutes=job["interval_minutes"], failures=failures),
+        last_finished_at=now,
+        last_error=error,
+        consecutive_failures=failures,
+        updated_at=now,
+    )
+    if not released:
+        logger.warning("scan job %s: lease lost before release; left as it is", job_id)
+    return bool(released)
+
+
+def scan_jobs_release_expired() -> int:
+    """Frees leases whose holder died or overran (counted as a failure of that run).
+
+    The jobs keep their next_run_at, so they are due at once. Claims already treat an
+    expired lease as free; this makes the recovery visible and counted.
+    """
+    now = timezone.now()
+    released = ScanJob.objects.filter(lock_token__isnull=False, lock_expires_at__lte=now).update(
+        **_lease_cleared(),
+        last_error=LEASE_EXPIRED,
+        consecutive_failures=F("consecutive_failures") + 1,
+        updated_at=now,
+    )
+    if released:
+        logger.warning("released %s expired scan lease(s)", released)
+    return released
+
+
+def scan_jobs_dispatch_due(
+    *, owner: str, limit: int = DISPATCH_LIMIT, ttl: timedelta = LEASE_TTL
+) -> int:
+    """Claims due jobs and sends one run_scan_job(job_id, token) per claim to the scan queue."""
+    claims = scan_jobs_claim_due(owner=owner, limit=limit, ttl=ttl)
+    # The claim has committed (its transaction is durable), so every task finds its lease.
+    # If sending fails part way, the unsent leases expire and the jobs come back.
+    for job_id, token in claims:
+        current_app.send_task(RUN_SCAN_TASK, args=[job_id, str(token)])
+    return len(claims)
+
+
+# --- the scan pipeline ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    job_id: int
+    status: str
+    detail: str = ""
+    proposal_id: int | None = None
+    usage_id: int | None = None
+
+    PROPOSED = "PROPOSED"
+    NO_TRADE = "NO_TRADE"
+    NO_MARKETS = "NO_MARKETS"
+    BUDGET_REFUSED = "BUDGET_REFUSED"
+    OUTPUT_REJECTED = "OUTPUT_REJECTED"
+    FAILED = "FAILED"
+    LEASE_LOST = "LEASE_LOST"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (self.OUTPUT_REJECTED, self.FAILED)
+
+
+def scan_job_run(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
+    """One scan under the lease `lock_token`: read-only market data, one advisor call
+    through the budget, and at most one PENDING proposal; then the lease is released.
+
+    Every failure ends in an outcome, never an exception, and releases the lease (with a
+    back-off for failures). A budget refusal reschedules the job as usual.
+    """
+    token = scan_job_start(job_id=job_id, lock_token=lock_token)
+    if token is None:
+        return ScanOutcome(job_id, ScanOutcome.LEASE_LOST, "The claim was spent or taken over.")
+    try:
+        outcome = _scan(job_id=job_id, lock_token=token)
+    except ScanLeaseLost as error:
+        logger.warning("scan job %s: %s", job_id, error)
+        return ScanOutcome(job_id, ScanOutcome.LEASE_LOST, str(error))
+    except DomainError as error:
+        outcome = ScanOutcome(job_id, ScanOutcome.FAILED, f"{error.code}: {error.message}")
+    except Exception as error:
+        logger.exception("scan job %s crashed", job_id)
+        outcome = ScanOutcome(job_id, ScanOutcome.FAILED, f"SCAN_CRASHED: {error!r}")
+    scan_job_release(
+        job_id=job_id,
+        lock_token=token,
+        succeeded=not outcome.failed,
+        error="" if outcome.status in (outcome.PROPOSED, outcome.NO_TRADE) else outcome.detail,
+    )
+    logger.info("scan job %s: %s %s", job_id, outcome.status, outcome.detail[:200])
+    return outcome
+
+
+def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
+    job = ScanJob.objects.select_related("user").get(pk=job_id)
+    policy = policy_get_for_user(user=job.user)
+    # A proposal outside the allowlist could never execute: do not spend a call on it.
+    markets = [market for market in job.markets if market in policy.allowlist]
+    if not markets:
+        return ScanOutcome(job_id, ScanOutcome.NO_MARKETS, "SCAN_NO_ALLOWED_MARKETS")
+
+    snapshot = market_snapshot_build(client=ReadonlyClient(), markets=markets)
+    scan_job_extend_lease(job_id=job_id, lock_token=lock_token)
+
+    advisor = advisor_get()
+    limits = {
+        "min_order_eur": policy.min_order_eur,
+        "max_order_eur": policy.max_order_eur,
+        "min_confidence": policy.min_confidence,
+    }
+    try:
+        usage = budget_admit(
+            user_id=job.user_id,
+            daily_limit=policy.gpt_daily_limit,
+            hourly_limit=policy.gpt_hourly_limit,
+            model=advisor.model,
+            reason="scan",
+            scan_job_id=job_id,
+            tokens_estimate=advisor.tokens_estimate(snapshot=snapshot, limits=limits),
+        )
+    except BudgetExhausted as refusal:
+        return ScanOutcome(
+            job_id, ScanOutcome.BUDGET_REFUSED, refusal.code, usage_id=refusal.extra["usage_id"]
+        )
+
+    reply = None
+    try:
+        reply = advisor.advise(snapshot=snapshot, limits=limits)
+        advice = advice_parse(text=reply.text, markets=markets)
+    except Exception as error:
+        # The call counts whatever happened; its row is closed with what is known.
+        code = error.code if isinstance(error, DomainError) else "ADVISOR_CRASHED"
+        budget_close(
+            usage_id=usage.pk,
+            status=GptUsageLog.Status.FAILED,
+            prompt_tokens=reply.prompt_tokens if reply else None,
+            completion_tokens=reply.completion_tokens if reply else None,
+            error=f"{code}: {error}",
+        )
+        if not isinstance(error, AdvisorOutputInvalid):
+            raise
+        logger.warning(
+            "scan job %s: advisor output rejected (%s: %s): %.300r",
+            job_id, error.extra["field"], error.message, reply.text,
+        )
+        detail = f"{error.code}: {error.extra['field']}: {error.message}"
+        return ScanOutcome(job_id, ScanOutcome.OUTPUT_REJECTED, detail, usage_id=usage.pk)
+    budget_close(
+        usage_id=usage.pk,
+        status=GptUsageLog.Status.SUCCEEDED,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+    )
+    if advice is None:
+        return ScanOutcome(job_id, ScanOutcome.NO_TRADE, reply.text[:500], usage_id=usage.pk)
+    proposal = _scan_proposal_store(job=job, lock_token=lock_token, advice=advice)
+    return ScanOutcome(
+        job_id,
+        ScanOutcome.PROPOSED,
+        f"{advice.side} {advice.amount_eur} EUR of {advice.market} at {advice.confidence}%",
+        proposal_id=proposal.pk,
+        usage_id=usage.pk,
+    )
+
+
+def _scan_proposal_store(*, job: ScanJob, lock_token: uuid.UUID, advice: Advice) -> TradeProposal:
+    with transaction.atomic():
+        # The job row stays locked while the proposal is written, so a lease taken over
+        # after expiry cannot overlap with this write: either the token matches or nothing.
+        held = ScanJob.objects.select_for_update().filter(pk=job.pk, lock_token=lock_token)
+        if not list(held.values_list("pk", flat=True)):
+            raise ScanLeaseLost(f"Scan job #{job.pk} was taken over; its proposal is dropped.")
+        return proposal_create(
+            user=job.user,
+            market=advice.market,
+            side=advice.side,
+            amount_eur=advice.amount_eur,
+            confidence=advice.confidence,
+            rationale=advice.rationale,
+            source=TradeProposal.Source.SCAN,
+            scan_job=job,
+        )
