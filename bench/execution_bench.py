@@ -12,7 +12,9 @@ measured again. Prints medians, p99, ratios and the SQL statement count per exec
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +37,22 @@ def recreate_database() -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(control) -> None:
+    for _ in range(100):
+        try:
+            control.orders()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the simulator did not start")
 
 
 def percentile(values, fraction):
@@ -60,16 +78,29 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     cache.clear()
 
-    from exchange.simulator.server import SimulatorServer
+    # The simulator runs in its own process, as the exchange would: no shared GIL.
+    from exchange.simulator.control import SimulatorControl
+    from exchange.simulator.server import DEMO_READONLY, DEMO_TRADE
 
-    simulator = SimulatorServer(port=0)
-    simulator.start()
-    os.environ.update(simulator.trade_env())
-    os.environ.update(simulator.readonly_env())
+    port = free_port()
+    simulator = subprocess.Popen(
+        [sys.executable, "manage.py", "run_bitvavo_simulator", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+    )
+    api_url = f"http://127.0.0.1:{port}/v2"
+    control = SimulatorControl(api_url)
+    wait_until_up(control)
+    os.environ.update(
+        BITVAVO_READONLY_KEY=DEMO_READONLY[0],
+        BITVAVO_READONLY_SECRET=DEMO_READONLY[1],
+        BITVAVO_TRADE_KEY=DEMO_TRADE[0],
+        BITVAVO_TRADE_SECRET=DEMO_TRADE[1],
+    )
     from django.conf import settings
 
-    settings.BITVAVO_API_URL = simulator.api_url
-    simulator.control.set_balance("EUR", "100000000")
+    settings.BITVAVO_API_URL = api_url
+    control.set_balance("EUR", "100000000")
 
     from exchange.orders import TradeClient
     from exchange.services import balances_refresh
@@ -228,7 +259,7 @@ def main() -> None:
     bare_b = report("bare INSERT+POST+UPDATE (1M)", bare_big)
     print(f"{'ratio 1M rows / small tables':<34} {big / full_small:.2f}x   (goal <= 1.2x)")
     print(f"{'overhead ratio at 1M rows':<34} {big / bare_b:.2f}x")
-    simulator.stop()
+    simulator.terminate()
 
 
 if __name__ == "__main__":

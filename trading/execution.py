@@ -223,10 +223,15 @@ def execution_run(
     *, proposal_id: int, actor_id: int | None = None, client: TradeClient | None = None
 ) -> ExecutionOutcome:
     """Executes an approved proposal at most once; any repeat returns the same execution."""
-    outcome = execution_claim(proposal_id=proposal_id, actor_id=actor_id)
+    outcome = execution_claim(proposal_id=proposal_id, actor_id=actor_id, submitting=True)
     execution = outcome.execution
+    if outcome.created:
+        sent = _send(execution, client or TradeClient())
+        sent.created, sent.preflight = True, outcome.preflight
+        return sent
     if execution is None or execution.status != Status.CLAIMED:
         return outcome
+    # A claim made elsewhere (web, admin, a crashed worker): send it if nothing forbids it now.
     if not _mark_submitting(execution):
         execution.refresh_from_db()
         if execution.status == Status.CLAIMED:
@@ -241,9 +246,7 @@ def execution_run(
                 error_message="Stopped before sending: a guard changed after the claim.",
             )
         return outcome
-    sent = _send(execution, client or TradeClient())
-    sent.created, sent.preflight = outcome.created, outcome.preflight
-    return sent
+    return _send(execution, client or TradeClient())
 
 
 # --- Reconcile --------------------------------------------------------------------------------

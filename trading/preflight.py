@@ -44,6 +44,8 @@ def client_order_id_for(proposal_id: int) -> uuid.UUID:
     return uuid.uuid5(CLIENT_ORDER_NAMESPACE, f"trade-proposal:{proposal_id}")
 
 
+Status = TradeExecution.Status
+
 # Executions that may have produced an order: they count for caps, cooldown and balance.
 LIVE_EXECUTION_STATUSES = (
     TradeExecution.Status.CLAIMED,
@@ -213,11 +215,15 @@ def _proposal_with_execution(proposal_id: int) -> tuple[TradeProposal, int | Non
     return proposal, proposal.execution_id
 
 
-def execution_claim(*, proposal_id: int, actor_id: int | None) -> ExecutionOutcome:
+def execution_claim(
+    *, proposal_id: int, actor_id: int | None, submitting: bool = False
+) -> ExecutionOutcome:
     """Preflight and claim under the user's lock, in one transaction.
 
-    The claim sends nothing: the execute worker moves it on. A repeat returns the existing
-    execution; a refusal claims nothing and is audited on the proposal.
+    The claim sends nothing. Web and admin claim as CLAIMED and the execute worker moves it
+    on; the worker, which sends right after, claims straight into SUBMITTING: the rules were
+    just checked under the lock, and one durable commit before the order is all it needs.
+    A repeat returns the existing execution; a refusal claims nothing and is audited.
     """
     proposal, execution_id = _proposal_with_execution(proposal_id)
     if execution_id is not None:
@@ -267,6 +273,8 @@ def execution_claim(*, proposal_id: int, actor_id: int | None) -> ExecutionOutco
                 policy_hash=policy_hash,
                 policy_snapshot=snapshot,
                 claimed_at=now,
+                status=Status.SUBMITTING if submitting else Status.CLAIMED,
+                submitting_at=now if submitting else None,
             )
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.
