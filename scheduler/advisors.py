@@ -40,6 +40,8 @@ OUTPUT_SCHEMA = {
     "additionalProperties": False,
 }
 
+RESPONSE_SCHEMA = {"name": "trade_advice", "strict": True, "schema": OUTPUT_SCHEMA}
+
 SYSTEM_PROMPT = (
     "You review crypto markets on Bitvavo for one user and may propose at most one spot "
     "trade. You get a market snapshot (relative values: 0.012 means +1.2%) and the user's "
@@ -133,10 +135,7 @@ class LlmAdvisor:
                     {"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": self._prompt(snapshot, limits)},
                 ],
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "trade_advice", "strict": True, "schema": OUTPUT_SCHEMA},
-                },
+                response_format={"type": "json_schema", "json_schema": RESPONSE_SCHEMA},
                 max_completion_tokens=MAX_COMPLETION_TOKENS,
             )
         except openai.APITimeoutError as error:

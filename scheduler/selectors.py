@@ -15,7 +15,7 @@ def scan_jobs_status(*, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     leased = Q(lock_token__isnull=False)
     return ScanJob.objects.aggregate(
-        enabled=Count("pk", filter=Q(enabled=True)),
+        jobs_enabled=Count("pk", filter=Q(enabled=True)),
         due=Count(
             "pk",
             filter=Q(enabled=True, next_run_at__lte=now)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, UUIDField, Value, When
 from django.utils import timezone
@@ -34,9 +35,6 @@ from trading.services import proposal_create
 
 logger = logging.getLogger(__name__)
 
-# Longer than the task's hard time limit (90 s), so a live scan never loses its lease.
-LEASE_TTL = timedelta(minutes=2)
-DISPATCH_LIMIT = 100
 MAX_BACKOFF = timedelta(hours=6)
 RUN_SCAN_TASK = "scheduler.tasks.run_scan_job"
 LEASE_EXPIRED = "SCAN_LEASE_EXPIRED"
@@ -45,6 +43,11 @@ LEASE_EXPIRED = "SCAN_LEASE_EXPIRED"
 def scan_owner() -> str:
     """Who holds a lease: this host and process."""
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def lease_ttl() -> timedelta:
+    # SCAN_LEASE_SECONDS is longer than the task's hard time limit: a live scan keeps its job.
+    return timedelta(seconds=settings.SCAN_LEASE_SECONDS)
 
 
 def _lease_free(now: datetime) -> Q:
@@ -66,7 +69,7 @@ def scan_job_delay(*, interval_minutes: int, failures: int) -> timedelta:
 
 
 def scan_jobs_claim_due(
-    *, owner: str, limit: int, ttl: timedelta = LEASE_TTL
+    *, owner: str, limit: int, ttl: timedelta | None = None
 ) -> list[tuple[int, uuid.UUID]]:
     """Leases up to `limit` due, enabled jobs whose lease is free or expired: [(id, token)].
 
@@ -90,7 +93,7 @@ def scan_jobs_claim_due(
             lock_token=tokens,
             locked_by=owner,
             locked_at=now,
-            lock_expires_at=now + ttl,
+            lock_expires_at=now + (ttl or lease_ttl()),
             updated_at=now,
         )
         if claimed != len(ids):
@@ -98,14 +101,16 @@ def scan_jobs_claim_due(
     return claims
 
 
-def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta = LEASE_TTL) -> uuid.UUID:
+def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta | None = None) -> uuid.UUID:
     """Leases one job now, due or not, if its lease is free or expired (a manual run)."""
     now = timezone.now()
     token = uuid.uuid4()
-    claimed = (
-        ScanJob.objects.filter(_lease_free(now), pk=job_id)
-        .update(lock_token=token, locked_by=owner, locked_at=now, lock_expires_at=now + ttl,
-                updated_at=now)
+    claimed = ScanJob.objects.filter(_lease_free(now), pk=job_id).update(
+        lock_token=token,
+        locked_by=owner,
+        locked_at=now,
+        lock_expires_at=now + (ttl or lease_ttl()),
+        updated_at=now,
     )
     if not claimed:
         holder = ScanJob.objects.filter(pk=job_id).values("locked_by", "lock_expires_at").first()
@@ -120,18 +125,18 @@ def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta = LEASE_TTL) -> uu
 
 
 def scan_job_extend_lease(
-    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta = LEASE_TTL
+    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta | None = None
 ) -> None:
     """Pushes the lease's expiry out for a long scan; ScanLeaseLost if it is not ours."""
     now = timezone.now()
     if not ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
-        lock_expires_at=now + ttl, updated_at=now
+        lock_expires_at=now + (ttl or lease_ttl()), updated_at=now
     ):
         raise ScanLeaseLost(f"Scan job #{job_id} is no longer leased with this token.")
 
 
 def scan_job_start(
-    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta = LEASE_TTL
+    *, job_id: int, lock_token: uuid.UUID, ttl: timedelta | None = None
 ) -> uuid.UUID | None:
     """Starts the run a claim allows, once: the claim's token is swapped for a new one.
 
@@ -141,7 +146,10 @@ def scan_job_start(
     now = timezone.now()
     run_token = uuid.uuid4()
     started = ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
-        lock_token=run_token, lock_expires_at=now + ttl, last_started_at=now, updated_at=now
+        lock_token=run_token,
+        lock_expires_at=now + (ttl or lease_ttl()),
+        last_started_at=now,
+        updated_at=now,
     )
     return run_token if started else None
 
@@ -158,9 +166,10 @@ def scan_job_release(
         return False
     failures = 0 if succeeded else job["consecutive_failures"] + 1
     now = timezone.now()
+    delay = scan_job_delay(interval_minutes=job["interval_minutes"], failures=failures)
     released = ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
         **_lease_cleared(),
-        next_run_at=now + scan_job_delay(interval_minutes=job["interval_minutes"], failures=failures),
+        next_run_at=now + delay,
         last_finished_at=now,
         last_error=error,
         consecutive_failures=failures,
@@ -190,10 +199,10 @@ def scan_jobs_release_expired() -> int:
 
 
 def scan_jobs_dispatch_due(
-    *, owner: str, limit: int = DISPATCH_LIMIT, ttl: timedelta = LEASE_TTL
+    *, owner: str, limit: int | None = None, ttl: timedelta | None = None
 ) -> int:
     """Claims due jobs and sends one run_scan_job(job_id, token) per claim to the scan queue."""
-    claims = scan_jobs_claim_due(owner=owner, limit=limit, ttl=ttl)
+    claims = scan_jobs_claim_due(owner=owner, limit=limit or settings.SCAN_DISPATCH_BATCH, ttl=ttl)
     # The claim has committed (its transaction is durable), so every task finds its lease.
     # If sending fails part way, the unsent leases expire and the jobs come back.
     for job_id, token in claims:
@@ -305,7 +314,10 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
             raise
         logger.warning(
             "scan job %s: advisor output rejected (%s: %s): %.300r",
-            job_id, error.extra["field"], error.message, reply.text,
+            job_id,
+            error.extra["field"],
+            error.message,
+            reply.text,
         )
         detail = f"{error.code}: {error.extra['field']}: {error.message}"
         return ScanOutcome(job_id, ScanOutcome.OUTPUT_REJECTED, detail, usage_id=usage.pk)

@@ -1,5 +1,6 @@
 """Every periodic task, in one place. Entries are upserted by name, never wiped, so a
-redeploy keeps their history (last_run_at) and cannot race a running beat."""
+redeploy keeps their history (last_run_at, run counts) and cannot race a running beat.
+An entry an operator disabled stays disabled."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -7,17 +8,27 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 PERIODIC_TASKS = [
     # (name, task, every N seconds)
-    ("Dispatch due scans", "scheduler.tasks.dispatch_due_scans", 30),
-    ("Release expired scan leases", "scheduler.tasks.release_expired_locks", 60),
-    ("Close abandoned LLM reservations", "budget.tasks.close_abandoned_reservations", 300),
-    ("Refresh exchange balances", "exchange.tasks.refresh_balances", 60),
-    ("Expire proposals", "trading.tasks.expire_proposals", 60),
-    ("Reconcile submitting executions", "trading.tasks.reconcile_submitting_executions", 60),
+    # Claims due scan jobs (SKIP LOCKED leases) and queues one scan per claim.
+    ("scheduler: dispatch due scans", "scheduler.tasks.dispatch_due_scans", 30),
+    # Frees leases of crashed or overrunning workers and counts them.
+    ("scheduler: release expired scan leases", "scheduler.tasks.release_expired_locks", 60),
+    # LLM reservations a dead worker left open are closed as FAILED (still counted).
+    ("budget: close abandoned reservations", "budget.tasks.close_abandoned_reservations", 300),
+    # Balances read with the read-only key; the execute worker rechecks against this snapshot.
+    ("exchange: refresh balances", "exchange.tasks.refresh_balances", 60),
+    # PENDING/APPROVED proposals past their expiry become EXPIRED.
+    ("trading: expire proposals", "trading.tasks.expire_proposals", 60),
+    # SUBMITTING executions are looked up on the exchange until their outcome is known.
+    (
+        "trading: reconcile submitting executions",
+        "trading.tasks.reconcile_submitting_executions",
+        60,
+    ),
 ]
 
 
 class Command(BaseCommand):
-    help = "Creates or updates the beat schedule (by name; nothing is deleted)."
+    help = "Creates or updates the beat schedule by name; nothing is deleted."
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -26,6 +37,8 @@ class Command(BaseCommand):
                 every=seconds, period=IntervalSchedule.SECONDS
             )
             _, created = PeriodicTask.objects.update_or_create(
-                name=name, defaults={"task": task, "interval": schedule, "enabled": True}
+                name=name,
+                defaults={"task": task, "interval": schedule},
+                create_defaults={"task": task, "interval": schedule, "enabled": True},
             )
             self.stdout.write(f"{'created' if created else 'updated'}: {name} every {seconds}s")
