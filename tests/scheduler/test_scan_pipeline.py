@@ -1,164 +1,294 @@
-"""A scan end to end: simulator market data -> advisor -> budget -> PENDING proposal."""
+"""Scans end to end: the read-only client against the simulator over HTTP, the advisor
+(offline rules, or the LLM through the openai package against a local test server), the
+budget, and the proposal service, on PostgreSQL."""
 
+import json
+import threading
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from budget.models import GptUsageLog
 from scheduler.models import ScanJob
-from scheduler.pipeline import scan_job_run
-from scheduler.services import scan_job_claim
-from tests.factories import PolicyFactory, ScanJobFactory
-from tests.llm_server import llm_server
-from trading.models import TradeProposal
+from scheduler.services import scan_job_claim, scan_job_run, scan_jobs_claim_due
+from tests.factories import GptUsageLogFactory, PolicyFactory, ScanJobFactory
+from tests.scheduler.conftest import proposal_reply
+from tests.scheduler.llm_server import Reply
+from trading.models import Policy, TradeProposal
 
-pytestmark = pytest.mark.django_db
-
-ALL_MARKETS = ["BTC-EUR", "ETH-EUR", "SOL-EUR", "XRP-EUR", "ADA-EUR"]
-GOOD_REPLY = {
-    "trade": True,
-    "market": "ETH-EUR",
-    "side": "buy",
-    "amount_eur": "15.00",
-    "confidence": 75,
-    "rationale": "ETH up 4% on rising volume.",
-}
+MARKETS = ["BTC-EUR", "ETH-EUR"]
 
 
-@pytest.fixture
-def scan_env(exchange, monkeypatch):
-    """The scan role: the read-only key only, no LLM key unless a test sets one."""
-    monkeypatch.setenv("ORACLE_ROLE", "scan")
-    monkeypatch.delenv("BITVAVO_TRADE_KEY")
-    monkeypatch.delenv("BITVAVO_TRADE_SECRET")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    return exchange
-
-
-@pytest.fixture
-def job():
-    policy = PolicyFactory(gpt_hourly_limit=5, gpt_daily_limit=20, proposal_ttl_minutes=30)
-    return ScanJobFactory(user=policy.user, markets=ALL_MARKETS, interval_minutes=15)
+def scan_job(**policy_changes):
+    policy = PolicyFactory(**policy_changes)
+    return ScanJobFactory(user=policy.user, markets=MARKETS, interval_minutes=15)
 
 
 def run(job):
-    token = scan_job_claim(job_id=job.pk)
-    assert token is not None
+    token = scan_job_claim(job_id=job.pk, owner="test")
     return scan_job_run(job_id=job.pk, lock_token=token)
 
 
-@pytest.fixture
-def llm(monkeypatch, settings):
-    def start(reply):
-        server = llm_server(reply=reply)
-        running = server.__enter__()
-        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-        settings.OPENAI_BASE_URL = running.url
-        started.append(server)
-        return running
-
-    started = []
-    yield start
-    for server in started:
-        server.__exit__(None, None, None)
-
-
-def test_the_offline_advisor_proposes_from_simulator_data(scan_env, job):
-    outcome = run(job)
-
-    assert outcome.status == "proposed", outcome
-    proposal = TradeProposal.objects.get(pk=outcome.proposal_id)
-    assert proposal.status == "PENDING" and proposal.source == "scan"
-    assert proposal.scan_job_id == job.pk and proposal.market in ALL_MARKETS
-    assert proposal.amount_eur == job.user.trading_policy.min_order_eur
-    assert proposal.policy_hash == job.user.trading_policy.snapshot_and_hash()[1]
-    assert timedelta(minutes=29) < proposal.expires_at - timezone.now() <= timedelta(minutes=30)
-    usage = GptUsageLog.objects.get(scan_job=job)
-    assert (usage.status, usage.model) == ("SUCCEEDED", "offline-momentum-v1")
+def assert_released(job, *, failures=0):
     job.refresh_from_db()
-    assert job.lock_token is None and job.last_started_at and job.last_finished_at
-    assert timedelta(minutes=14) < job.next_run_at - timezone.now() <= timedelta(minutes=15)
+    assert job.lock_token is None and job.locked_by is None
+    assert job.consecutive_failures == failures
+    assert job.next_run_at - job.last_finished_at >= timedelta(minutes=15)
 
 
-def test_the_llm_path_proposes_and_records_the_tokens(scan_env, job, llm):
-    server = llm(GOOD_REPLY)
-    outcome = run(job)
+@pytest.mark.django_db
+def test_an_offline_scan_stores_a_pending_proposal_end_to_end(market_data, offline, capsys):
+    job = scan_job()
 
-    assert outcome.status == "proposed", outcome
-    proposal = TradeProposal.objects.get(pk=outcome.proposal_id)
+    call_command("run_scan", str(job.pk))
+
+    out = capsys.readouterr().out
+    proposal = TradeProposal.objects.get(scan_job=job)
+    assert f"scan job #{job.pk}: PROPOSED" in out
+    assert f"proposal: #{proposal.pk} (PENDING)" in out
+    assert (proposal.status, proposal.source, proposal.user) == ("PENDING", "scan", job.user)
+    assert (
+        proposal.market in MARKETS and proposal.amount_eur == job.user.trading_policy.min_order_eur
+    )
+    # The rules follow the move: a fall is a sell, a rise a buy (the rationale states the move).
+    moved_down = f"{proposal.market} moved -" in proposal.rationale
+    assert proposal.side == ("sell" if moved_down else "buy"), proposal.rationale
+    policy = Policy.objects.get(user=job.user)
+    assert proposal.policy_hash == Policy.hash_snapshot(policy.snapshot())
+    ttl = proposal.expires_at - proposal.created_at
+    assert abs(ttl - timedelta(minutes=policy.proposal_ttl_minutes)) < timedelta(seconds=5)
+    usage = GptUsageLog.objects.get(scan_job=job)
+    assert (usage.status, usage.model, usage.prompt_tokens) == (
+        "SUCCEEDED",
+        "offline-momentum-v1",
+        0,
+    )
+    assert_released(job)
+
+
+@pytest.mark.django_db
+def test_an_llm_scan_stores_a_pending_proposal_with_the_tokens_used(market_data, llm, capsys):
+    llm.default = proposal_reply(market="ETH-EUR", side="buy", amount_eur="30.00", confidence=75)
+    job = scan_job()
+
+    call_command("run_scan", str(job.pk))
+
+    out = capsys.readouterr().out
+    proposal = TradeProposal.objects.get(scan_job=job)
+    assert f"scan job #{job.pk}: PROPOSED" in out and f"proposal: #{proposal.pk}" in out
     assert (proposal.market, proposal.side, str(proposal.amount_eur), proposal.confidence) == (
         "ETH-EUR",
         "buy",
-        "15.00",
+        "30.00",
         75,
     )
+    assert proposal.status == "PENDING"
     usage = GptUsageLog.objects.get(scan_job=job)
-    assert (usage.status, usage.prompt_tokens, usage.completion_tokens) == ("SUCCEEDED", 321, 45)
-    request = server.requests[0]
-    assert request["response_format"]["type"] == "json_schema"
-    assert "BTC-EUR" in request["messages"][1]["content"]
+    assert (usage.status, usage.model, usage.prompt_tokens, usage.completion_tokens) == (
+        "SUCCEEDED",
+        "test-model",
+        321,
+        45,
+    )
+    assert usage.tokens_estimate > 400
+    assert llm.calls == 1
+    request = llm.requests[0]
+    schema = request["response_format"]["json_schema"]
+    assert schema["strict"] is True
+    assert schema["schema"]["properties"]["confidence"]["enum"] == [0, 25, 50, 75, 100]
+    prompt = json.loads(request["messages"][1]["content"])
+    assert set(prompt["markets"]) == set(MARKETS)
+    assert prompt["limits"]["max_order_eur"] == "100.00"
+    assert {"last", "change_24h", "volatility_1h"} <= set(prompt["markets"]["BTC-EUR"])
+    assert_released(job)
 
 
-def test_no_trade_is_a_clean_outcome(scan_env, job, llm):
-    llm({**GOOD_REPLY, "trade": False})
-    assert run(job).status == "no_trade"
+@pytest.mark.django_db
+def test_no_trade_stores_nothing_and_still_counts_the_call(market_data, llm):
+    job = scan_job()
+    outcome = run(job)
+    assert outcome.status == "NO_TRADE"
     assert not TradeProposal.objects.exists()
-    assert GptUsageLog.objects.get().status == "SUCCEEDED"
+    assert GptUsageLog.objects.get(scan_job=job).status == "SUCCEEDED"
+    assert_released(job)
 
 
+FUZZ = {
+    "malformed JSON": Reply(content='{"decision": "propose", "market": "BTC-'),
+    "not an object": Reply(content='["propose"]'),
+    "wrong types": proposal_reply(amount_eur=["25"], confidence="high"),
+    "confidence 30": proposal_reply(confidence=30),
+    "unknown market": proposal_reply(market="DOGE-EUR"),
+    "negative amount": proposal_reply(amount_eur="-25.00"),
+    "huge rationale": proposal_reply(rationale="buy " * 50_000),
+    "empty content": Reply(content=None),
+}
+FUZZ_FIELD = {
+    "malformed JSON": "output",
+    "not an object": "output",
+    "wrong types": "amount_eur",
+    "confidence 30": "confidence",
+    "unknown market": "market",
+    "negative amount": "amount_eur",
+    "huge rationale": "rationale",
+    "empty content": "output",
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", FUZZ)
+def test_invalid_llm_output_is_rejected_with_a_reason_and_its_call_closed(
+    market_data, llm, case, caplog
+):
+    llm.default = FUZZ[case]
+    job = scan_job()
+
+    outcome = run(job)
+
+    assert outcome.status == "OUTPUT_REJECTED"
+    assert outcome.detail.startswith(f"ADVISOR_OUTPUT_INVALID: {FUZZ_FIELD[case]}: ")
+    assert not TradeProposal.objects.exists()
+    usage = GptUsageLog.objects.get(scan_job=job)
+    assert (usage.status, usage.prompt_tokens, usage.completion_tokens) == ("FAILED", 321, 45)
+    assert usage.error.startswith("ADVISOR_OUTPUT_INVALID")
+    assert "advisor output rejected" in caplog.text
+    assert llm.calls == 1
+    assert_released(job, failures=1)
+    job.refresh_from_db()
+    assert job.last_error == outcome.detail
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
-    "reply, field",
+    ("reply", "code"),
     [
-        ("this is not json {", "*"),
-        ([1, 2, 3], "*"),
-        ({**GOOD_REPLY, "confidence": 30}, "confidence"),
-        ({**GOOD_REPLY, "confidence": "75"}, "confidence"),
-        ({**GOOD_REPLY, "market": "DOGE-EUR"}, "market"),
-        ({**GOOD_REPLY, "amount_eur": "-10"}, "amount_eur"),
-        ({**GOOD_REPLY, "amount_eur": 12.5}, "amount_eur"),
-        ({**GOOD_REPLY, "side": "hold"}, "side"),
-        ({**GOOD_REPLY, "rationale": "x" * 50_000}, "rationale"),
-        ({**GOOD_REPLY, "rationale": None}, "rationale"),
+        (Reply(status=500), "LLM_HTTP_500"),
+        (Reply(status=429), "LLM_HTTP_429"),
+        (Reply(delay=1.5), "LLM_TIMEOUT"),
+        (Reply(raw_body="<html>502 Bad Gateway</html>"), None),
     ],
 )
-def test_bad_llm_output_is_rejected_with_a_reason_and_still_counts(
-    scan_env, job, llm, reply, field
+def test_a_failed_llm_call_is_made_once_counted_and_backed_off(
+    market_data, llm, settings, reply, code
 ):
-    llm(reply)
+    settings.OPENAI_TIMEOUT = 0.5
+    llm.default = reply
+    job = scan_job()
+
     outcome = run(job)
 
-    assert outcome.status == "rejected"
-    assert f"({field})" in outcome.detail
+    assert llm.calls == 1, "the SDK retried on its own: an uncounted call"
+    assert outcome.status in ("FAILED", "OUTPUT_REJECTED")
+    if code:
+        assert outcome.detail.startswith(code)
+    usage = GptUsageLog.objects.get(scan_job=job)
+    assert usage.status == "FAILED" and usage.error
     assert not TradeProposal.objects.exists()
-    usage = GptUsageLog.objects.get()
-    assert usage.status == "FAILED" and usage.error.startswith("INVALID_OUTPUT")
-    job.refresh_from_db()
-    assert job.lock_token is None, "the lease is released"
-    assert job.last_error.startswith("INVALID_OUTPUT")
+    assert_released(job, failures=1)
 
 
-def test_an_exhausted_budget_defers_the_job_without_a_failure(scan_env, job):
-    policy = job.user.trading_policy
-    policy.gpt_hourly_limit = 0
-    policy.save()
+@pytest.mark.django_db
+def test_a_budget_refusal_reschedules_the_job_without_calling_the_llm(market_data, llm):
+    job = scan_job(gpt_hourly_limit=1)
+    GptUsageLogFactory(user=job.user, status="SUCCEEDED", finished_at=timezone.now())
+
     outcome = run(job)
 
-    assert (outcome.status, outcome.detail) == ("budget_exhausted", "HOURLY_BUDGET_EXHAUSTED")
+    assert (outcome.status, outcome.detail) == ("BUDGET_REFUSED", "HOURLY_BUDGET_EXHAUSTED")
+    assert llm.calls == 0
+    refused = GptUsageLog.objects.get(pk=outcome.usage_id)
+    assert (refused.status, refused.scan_job_id) == ("REFUSED", job.pk)
+    assert_released(job, failures=0)  # rescheduled at the interval, not failed
     job.refresh_from_db()
-    assert job.consecutive_failures == 0
-    assert timedelta(minutes=4) < job.next_run_at - timezone.now() <= timedelta(minutes=5)
-    assert GptUsageLog.objects.get().status == "REFUSED"
+    assert job.last_error == "HOURLY_BUDGET_EXHAUSTED"
 
 
-def test_a_scan_without_its_lease_does_nothing(scan_env, job):
-    token = scan_job_claim(job_id=job.pk)
-    ScanJob.objects.filter(pk=job.pk).update(lock_expires_at=timezone.now() - timedelta(seconds=1))
-    assert scan_job_run(job_id=job.pk, lock_token=token).status == "lease_lost"
+@pytest.mark.django_db
+def test_markets_outside_the_allowlist_are_not_scanned(market_data, llm):
+    job = scan_job(allowlist=["SOL-EUR"])
+    outcome = run(job)
+    assert (outcome.status, outcome.detail) == ("NO_MARKETS", "SCAN_NO_ALLOWED_MARKETS")
+    assert llm.calls == 0 and not GptUsageLog.objects.exists()
+    assert_released(job)
+
+
+@pytest.mark.django_db
+def test_an_exchange_failure_fails_the_scan_before_any_call(market_data, llm):
+    market_data.control.inject("html_502_no_commit", method="GET", path="/ticker/24h")
+    job = scan_job()
+
+    outcome = run(job)
+
+    assert outcome.status == "FAILED" and outcome.detail.startswith("EXCHANGE_")
+    assert llm.calls == 0 and not GptUsageLog.objects.exists()
+    assert_released(job, failures=1)
+
+
+@pytest.mark.django_db
+def test_run_scan_refuses_a_job_another_worker_holds(market_data, offline):
+    job = scan_job()
+    scan_job_claim(job_id=job.pk, owner="busy-worker")
+    with pytest.raises(CommandError, match="SCAN_JOB_LOCKED"):
+        call_command("run_scan", str(job.pk))
     assert not GptUsageLog.objects.exists()
 
 
-def test_run_scan_prints_the_outcome(scan_env, job, capsys):
-    call_command("run_scan", str(job.pk))
-    assert f"scan job #{job.pk}: proposed proposal #" in capsys.readouterr().out
+@pytest.mark.django_db(transaction=True)
+def test_a_scan_whose_lease_was_taken_over_during_the_call_stores_nothing(market_data, llm):
+    job = scan_job()
+    taken = {}
+
+    def take_over(request):
+        # While the LLM "thinks", the lease expires and another dispatcher takes the job.
+        ScanJob.objects.filter(pk=job.pk).update(lock_expires_at=timezone.now())
+        taken["token"] = scan_job_claim(job_id=job.pk, owner="other-worker")
+        connection.close()
+
+    llm.default = proposal_reply()
+    llm.script(Reply(content=llm.default.content, before=take_over))
+
+    outcome = run(job)
+
+    assert outcome.status == "LEASE_LOST"
+    assert not TradeProposal.objects.exists()
+    assert GptUsageLog.objects.get(scan_job=job).status == "SUCCEEDED"  # the call happened
+    job.refresh_from_db()
+    assert (job.locked_by, job.lock_token) == ("other-worker", taken["token"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_thirty_concurrent_scans_with_an_hourly_limit_of_five_reach_the_llm_five_times(
+    market_data, llm
+):
+    policy = PolicyFactory(gpt_hourly_limit=5, gpt_daily_limit=100)
+    for _ in range(30):
+        ScanJobFactory(user=policy.user, markets=["BTC-EUR"], next_run_at=timezone.now())
+    claims = scan_jobs_claim_due(owner="test", limit=30)
+    llm.default = Reply(content=json.dumps({"decision": "no_trade"}), delay=0.2)
+    start = threading.Barrier(30)
+    outcomes, errors = [], []
+
+    def scan(job_id, token):
+        try:
+            start.wait()
+            outcomes.append(scan_job_run(job_id=job_id, lock_token=token).status)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=scan, args=claim) for claim in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert llm.calls == 5
+    assert sorted(outcomes) == ["BUDGET_REFUSED"] * 25 + ["NO_TRADE"] * 5
+    statuses = GptUsageLog.objects.values_list("status", flat=True)
+    assert sorted(statuses) == ["REFUSED"] * 25 + ["SUCCEEDED"] * 5
+    assert not ScanJob.objects.filter(lock_token__isnull=False).exists()
