@@ -8,7 +8,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
 
-.PHONY: install test lint check-migrations
+.PHONY: install demo test lint check-migrations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# The product on embedded defaults (SQLite, filesystem broker, Bitvavo simulator).
+demo: install
+	$(BIN)/python scripts/demo.py
 
 lint: install
 	$(BIN)/ruff check .

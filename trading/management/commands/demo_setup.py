@@ -1,0 +1,43 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from scheduler.models import ScanJob
+from trading.models import Policy
+
+
+class Command(BaseCommand):
+    help = "Creates the demo staff user (new password each run), a paper-trading policy and scans."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(
+            username="demo", defaults={"email": "demo@example.com"}
+        )
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        Policy.objects.update_or_create(
+            user=user,
+            defaults={
+                "trading_enabled": True,
+                "allowlist": ["BTC-EUR", "ETH-EUR"],
+                "min_order_eur": 10,
+                "max_order_eur": 50,
+                "min_confidence": 25,
+                "cooldown_minutes": 5,
+                "anti_flip_minutes": 30,
+                "max_daily_trades": 20,
+                "max_trades_per_hour": 6,
+                "gpt_daily_limit": 200,
+                "gpt_hourly_limit": 30,
+                "proposal_ttl_minutes": 30,
+            },
+        )
+        if not ScanJob.objects.filter(user=user).exists():
+            for markets in (["BTC-EUR", "ETH-EUR"], ["ETH-EUR", "BTC-EUR"]):
+                ScanJob.objects.create(user=user, markets=markets, interval_minutes=2)
+        self.stdout.write(f"demo login: user 'demo', password '{password}'")
