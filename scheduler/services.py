@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, UUIDField, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 
 from budget.errors import BudgetExhausted
@@ -54,6 +54,13 @@ def _lease_free(now: datetime) -> Q:
     return Q(lock_token__isnull=True) | Q(lock_expires_at__lte=now)
 
 
+def _lease_until(now: datetime, ttl: timedelta | None) -> dict:
+    """A held lease's expiry. The job is next due then too: if this run dies, that is when
+    the job comes back, and until then the dispatcher's index range never reads it."""
+    expires = now + (ttl or lease_ttl())
+    return {"lock_expires_at": expires, "next_run_at": expires}
+
+
 def _lease_cleared() -> dict:
     return {"lock_token": None, "locked_by": None, "locked_at": None, "lock_expires_at": None}
 
@@ -80,25 +87,26 @@ def scan_jobs_claim_due(
     with transaction.atomic(durable=True):
         ids = list(
             due.select_for_update(skip_locked=True)
-            .order_by("next_run_at", "pk")
+            .order_by("next_run_at")
             .values_list("pk", flat=True)[:limit]
         )
         if not ids:
             return []
-        claims = [(pk, uuid.uuid4()) for pk in ids]
-        tokens = Case(*(When(pk=pk, then=Value(t)) for pk, t in claims), output_field=UUIDField())
+        # One fresh token for the batch: a lease is always checked as (job id, token), and
+        # each job's run swaps it for a token of its own (scan_job_start).
+        token = uuid.uuid4()
         # The filter again: on PostgreSQL the rows are locked and this always matches; on
         # SQLite (no row locks) it makes a lost race fail instead of claiming twice.
         claimed = due.filter(pk__in=ids).update(
-            lock_token=tokens,
+            lock_token=token,
             locked_by=owner,
             locked_at=now,
-            lock_expires_at=now + (ttl or lease_ttl()),
+            **_lease_until(now, ttl),
             updated_at=now,
         )
         if claimed != len(ids):
             raise ScanJobLocked("Another dispatcher claimed some of these jobs first.")
-    return claims
+    return [(pk, token) for pk in ids]
 
 
 def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta | None = None) -> uuid.UUID:
@@ -109,7 +117,7 @@ def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta | None = None) -> 
         lock_token=token,
         locked_by=owner,
         locked_at=now,
-        lock_expires_at=now + (ttl or lease_ttl()),
+        **_lease_until(now, ttl),
         updated_at=now,
     )
     if not claimed:
@@ -130,7 +138,7 @@ def scan_job_extend_lease(
     """Pushes the lease's expiry out for a long scan; ScanLeaseLost if it is not ours."""
     now = timezone.now()
     if not ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
-        lock_expires_at=now + (ttl or lease_ttl()), updated_at=now
+        **_lease_until(now, ttl), updated_at=now
     ):
         raise ScanLeaseLost(f"Scan job #{job_id} is no longer leased with this token.")
 
@@ -147,7 +155,7 @@ def scan_job_start(
     run_token = uuid.uuid4()
     started = ScanJob.objects.filter(pk=job_id, lock_token=lock_token).update(
         lock_token=run_token,
-        lock_expires_at=now + (ttl or lease_ttl()),
+        **_lease_until(now, ttl),
         last_started_at=now,
         updated_at=now,
     )

@@ -25,7 +25,9 @@ TTL = timedelta(minutes=2)
 
 
 def expire(job):
-    ScanJob.objects.filter(pk=job.pk).update(lock_expires_at=timezone.now() - timedelta(seconds=1))
+    """Time passes beyond the lease (a leased job is next due when its lease expires)."""
+    past = timezone.now() - timedelta(seconds=1)
+    ScanJob.objects.filter(pk=job.pk).update(lock_expires_at=past, next_run_at=past)
 
 
 def _claim_until_empty(owner, start, results):
@@ -81,7 +83,7 @@ def test_only_enabled_due_jobs_with_a_free_or_expired_lease_are_claimed():
     assert [pk for pk, _ in claims] == [due.pk]
     due.refresh_from_db()
     assert (due.locked_by, due.lock_token) == ("me", claims[0][1])
-    assert due.lock_expires_at == due.locked_at + TTL
+    assert due.lock_expires_at == due.locked_at + TTL == due.next_run_at
     assert scan_jobs_claim_due(owner="me", limit=10, ttl=TTL) == []
 
 
