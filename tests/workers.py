@@ -64,6 +64,13 @@ class CeleryProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def children(self) -> list[int]:
+        """The pool's processes (prefork): kill one to simulate a crash mid-task."""
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in found.stdout.split()]
+
 
 @contextlib.contextmanager
 def celery_process(
