@@ -1,8 +1,12 @@
 """Scan jobs: leases, dispatch, recovery and the scan pipeline.
 
-A lease is (lock_token, locked_by, lock_expires_at). Every write on a leased job is a
-compare-and-set on its token, so a worker whose lease expired and was taken by another can
-no longer extend, store or release anything. An expired lease counts as free.
+A lease is (lock_token, locked_by, locked_at, lock_expires_at). Every write on a leased job
+is a compare-and-set on its token, so a worker whose lease expired and was taken by another
+can no longer extend, store or release anything. An expired lease counts as free.
+
+A claim's token is single-use: the run swaps it for its own token when it starts, so a task
+delivered twice (acks_late after a crash) runs the job once. While leased, a job's
+next_run_at is its lease's expiry: the moment it comes back if its run dies.
 """
 
 from __future__ import annotations

@@ -53,3 +53,14 @@ def test_it_sums_the_last_24_hours_by_reason_and_model_with_what_is_left():
     ]
     assert summary["hourly"] == {"limit": 3, "used": 3, "remaining": 0}
     assert summary["daily"] == {"limit": 10, "used": 3, "remaining": 7}
+
+
+def test_the_ledger_is_browsable_and_read_only_in_the_admin(admin_client):
+    usage = GptUsageLogFactory(
+        status="REFUSED", error="DAILY_BUDGET_EXHAUSTED", finished_at=datetime.now(UTC)
+    )
+    listing = admin_client.get("/admin/budget/gptusagelog/")
+    assert listing.status_code == 200 and b"DAILY_BUDGET_EXHAUSTED" in listing.content
+    assert admin_client.get("/admin/budget/gptusagelog/add/").status_code == 403
+    admin_client.post(f"/admin/budget/gptusagelog/{usage.pk}/delete/", {"post": "yes"})
+    assert GptUsageLog.objects.filter(pk=usage.pk).exists()
