@@ -144,7 +144,8 @@ class LlmAdvisor:
             raise AdvisorCallFailed(str(error), code="LLM_UNREACHABLE") from error
         except openai.APIStatusError as error:
             raise AdvisorCallFailed(str(error), code=f"LLM_HTTP_{error.status_code}") from error
-        except openai.APIError as error:
+        except (openai.APIError, ValueError) as error:
+            # ValueError: a body that is not JSON (a proxy's HTML page) escapes the SDK as is.
             raise AdvisorCallFailed(str(error), code="LLM_BAD_RESPONSE") from error
         usage = response.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (None, None)

@@ -314,13 +314,13 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         advice = advice_parse(text=reply.text, markets=markets)
     except Exception as error:
         # The call counts whatever happened; its row is closed with what is known.
-        code = error.code if isinstance(error, DomainError) else "ADVISOR_CRASHED"
+        reason = _advisor_error_text(error)
         budget_close(
             usage_id=usage.pk,
             status=GptUsageLog.Status.FAILED,
             prompt_tokens=reply.prompt_tokens if reply else None,
             completion_tokens=reply.completion_tokens if reply else None,
-            error=f"{code}: {error}",
+            error=reason,
         )
         if not isinstance(error, AdvisorOutputInvalid):
             raise
@@ -331,8 +331,7 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
             error.message,
             reply.text,
         )
-        detail = f"{error.code}: {error.extra['field']}: {error.message}"
-        return ScanOutcome(job_id, ScanOutcome.OUTPUT_REJECTED, detail, usage_id=usage.pk)
+        return ScanOutcome(job_id, ScanOutcome.OUTPUT_REJECTED, reason, usage_id=usage.pk)
     budget_close(
         usage_id=usage.pk,
         status=GptUsageLog.Status.SUCCEEDED,
@@ -349,6 +348,15 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         proposal_id=proposal.pk,
         usage_id=usage.pk,
     )
+
+
+def _advisor_error_text(error: Exception) -> str:
+    """CODE: [field: ]message, as the budget row and the job's last_error record it."""
+    if isinstance(error, AdvisorOutputInvalid):
+        return f"{error.code}: {error.extra['field']}: {error.message}"
+    if isinstance(error, DomainError):
+        return f"{error.code}: {error.message}"
+    return f"ADVISOR_CRASHED: {error!r}"
 
 
 def _scan_proposal_store(*, job: ScanJob, lock_token: uuid.UUID, advice: Advice) -> TradeProposal:

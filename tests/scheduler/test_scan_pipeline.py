@@ -153,7 +153,7 @@ def test_invalid_llm_output_is_rejected_with_a_reason_and_its_call_closed(
     assert not TradeProposal.objects.exists()
     usage = GptUsageLog.objects.get(scan_job=job)
     assert (usage.status, usage.prompt_tokens, usage.completion_tokens) == ("FAILED", 321, 45)
-    assert usage.error.startswith("ADVISOR_OUTPUT_INVALID")
+    assert usage.error == outcome.detail
     assert "advisor output rejected" in caplog.text
     assert llm.calls == 1
     assert_released(job, failures=1)
@@ -168,7 +168,7 @@ def test_invalid_llm_output_is_rejected_with_a_reason_and_its_call_closed(
         (Reply(status=500), "LLM_HTTP_500"),
         (Reply(status=429), "LLM_HTTP_429"),
         (Reply(delay=1.5), "LLM_TIMEOUT"),
-        (Reply(raw_body="<html>502 Bad Gateway</html>"), None),
+        (Reply(raw_body="<html>502 Bad Gateway</html>"), "LLM_BAD_RESPONSE"),
     ],
 )
 def test_a_failed_llm_call_is_made_once_counted_and_backed_off(
@@ -181,11 +181,9 @@ def test_a_failed_llm_call_is_made_once_counted_and_backed_off(
     outcome = run(job)
 
     assert llm.calls == 1, "the SDK retried on its own: an uncounted call"
-    assert outcome.status in ("FAILED", "OUTPUT_REJECTED")
-    if code:
-        assert outcome.detail.startswith(code)
+    assert outcome.status == "FAILED" and outcome.detail.startswith(f"{code}: ")
     usage = GptUsageLog.objects.get(scan_job=job)
-    assert usage.status == "FAILED" and usage.error
+    assert usage.status == "FAILED" and usage.error == outcome.detail
     assert not TradeProposal.objects.exists()
     assert_released(job, failures=1)
 
