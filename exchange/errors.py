@@ -1,22 +1,29 @@
 """One exception family for everything the exchange can answer.
 
 `kind` is what the caller must do about it:
-- rejected: the exchange definitely did not act (validation, balance, permissions, market).
-- not_sent: the request never reached the exchange (connection refused, connect timeout,
-  engine overloaded before taking the order): nothing happened, it may be sent again later.
-- rate_limited: refused for the rate limit or a ban; nothing happened.
+- rejected: the exchange definitely did not act (validation, balance, permissions, market
+  status), or the request never reached it (connection refused, engine overloaded before
+  taking the order). Nothing happened.
+- rate_limited: refused for the rate limit or a ban, by the exchange or by us before sending.
+  Nothing happened; try again after `extra["retry_after_seconds"]`.
 - unknown: it may have happened (timeouts, dropped connections, 101, 109, 5xx, non-JSON).
   An order in this state is reconciled by lookup, never sent again.
+
+`retryable` says whether sending the same request again later may succeed. It is never set
+for an unknown outcome: that must be looked up first.
 """
 
 from __future__ import annotations
 
 from config.errors import DomainError
 
+REJECTED, RATE_LIMITED, UNKNOWN = "rejected", "rate_limited", "unknown"
+
 
 class ExchangeError(DomainError):
     code = "EXCHANGE_ERROR"
-    kind = "unknown"
+    kind = UNKNOWN
+    retryable = False
     http_status = 502
 
     def __init__(
@@ -35,50 +42,66 @@ class ExchangeError(DomainError):
 
 class ExchangeRejected(ExchangeError):
     code = "EXCHANGE_REJECTED"
-    kind = "rejected"
+    kind = REJECTED
 
 
-class ExchangeNotSent(ExchangeError):
+class ExchangeNotSent(ExchangeRejected):
+    """Nothing reached the exchange's engine, but it may work later (down, overloaded)."""
+
     code = "EXCHANGE_UNAVAILABLE"
-    kind = "not_sent"
+    retryable = True
 
 
 class ExchangeRateLimited(ExchangeError):
     code = "EXCHANGE_RATE_LIMITED"
-    kind = "rate_limited"
+    kind = RATE_LIMITED
+    retryable = True
 
 
 class ExchangeOutcomeUnknown(ExchangeError):
     code = "EXCHANGE_OUTCOME_UNKNOWN"
-    kind = "unknown"
+    kind = UNKNOWN
 
 
-class ExchangeConfigurationError(ExchangeError):
+class ExchangeConfigurationError(ExchangeRejected):
     """A process tried to use a key it must not have, or lacks one it needs."""
 
     code = "EXCHANGE_MISCONFIGURED"
-    kind = "rejected"
 
 
-# Bitvavo errorCode -> (our exception, our stable code). Anything else 4xx is a rejection,
-# anything else 5xx an unknown outcome.
+# Bitvavo errorCode -> (our exception, our stable code). Any other 4xx is a rejection, any
+# other 5xx an unknown outcome.
 BITVAVO_ERRORS: dict[int, tuple[type[ExchangeError], str]] = {
     101: (ExchangeOutcomeUnknown, "EXCHANGE_OUTCOME_UNKNOWN"),
+    102: (ExchangeRejected, "EXCHANGE_INVALID_JSON"),
     105: (ExchangeRateLimited, "EXCHANGE_BANNED"),
     107: (ExchangeNotSent, "EXCHANGE_OVERLOADED"),
     108: (ExchangeOutcomeUnknown, "EXCHANGE_NOT_PROCESSED_IN_WINDOW"),
     109: (ExchangeOutcomeUnknown, "EXCHANGE_ENGINE_TIMEOUT"),
+    110: (ExchangeRejected, "EXCHANGE_INVALID_ENDPOINT"),
     111: (ExchangeNotSent, "EXCHANGE_UNAVAILABLE"),
-    205: (ExchangeRejected, "EXCHANGE_INVALID_PARAMETER"),
     203: (ExchangeRejected, "EXCHANGE_MISSING_PARAMETER"),
+    205: (ExchangeRejected, "EXCHANGE_INVALID_PARAMETER"),
+    206: (ExchangeRejected, "EXCHANGE_INVALID_PARAMETER"),
+    210: (ExchangeRejected, "EXCHANGE_ABOVE_MAXIMUM"),
     212: (ExchangeRejected, "EXCHANGE_BELOW_MINIMUM"),
     216: (ExchangeRejected, "EXCHANGE_INSUFFICIENT_BALANCE"),
     217: (ExchangeRejected, "EXCHANGE_BELOW_MINIMUM"),
     219: (ExchangeRejected, "EXCHANGE_MARKET_NOT_LISTED"),
     # Our client order id is already on an open order: that order may be ours. Reconcile.
     220: (ExchangeOutcomeUnknown, "EXCHANGE_CLIENT_ORDER_ID_IN_USE"),
+    233: (ExchangeRejected, "EXCHANGE_ORDER_NOT_ACTIVE"),
+    235: (ExchangeRejected, "EXCHANGE_TOO_MANY_OPEN_ORDERS"),
     240: (ExchangeRejected, "EXCHANGE_ORDER_NOT_FOUND"),
+    300: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    301: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    302: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    303: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
     304: (ExchangeRejected, "EXCHANGE_CLOCK_DRIFT"),
+    305: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    306: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    307: (ExchangeRejected, "EXCHANGE_AUTH_FAILED"),
+    308: (ExchangeRejected, "EXCHANGE_BAD_SIGNATURE"),
     309: (ExchangeRejected, "EXCHANGE_BAD_SIGNATURE"),
     310: (ExchangeRejected, "EXCHANGE_PERMISSION_DENIED"),
     311: (ExchangeRejected, "EXCHANGE_PERMISSION_DENIED"),
@@ -90,7 +113,7 @@ BITVAVO_ERRORS: dict[int, tuple[type[ExchangeError], str]] = {
     424: (ExchangeRejected, "EXCHANGE_MARKET_NOT_TRADING"),
     425: (ExchangeRejected, "EXCHANGE_MARKET_NOT_TRADING"),
     426: (ExchangeRejected, "EXCHANGE_MARKET_NOT_TRADING"),
-    429: (ExchangeRejected, "EXCHANGE_TOO_MANY_DECIMALS"),
+    429: (ExchangeRejected, "EXCHANGE_TOO_MANY_DECIMALS"),  # errorCode 429, HTTP 400
 }
 
 

@@ -5,8 +5,8 @@ keeps a clock offset learned from GET /time, puts a connect and read timeout on 
 and turns every answer, JSON or not, into data or one ExchangeError.
 
 The rate-limit budget and any ban are shared by every process using the same key: they live
-in the Django cache (Redis in production), keyed by a hash of the API key. While a key is
-banned, nothing is sent.
+in the Django cache (Redis in production and tests), keyed by a hash of the API key. While a
+key is banned, or its budget for the minute is spent, nothing is sent.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 from typing import Any
@@ -23,6 +24,7 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from urllib3.exceptions import ConnectTimeoutError
 
 from exchange.errors import (
     ExchangeError,
@@ -32,8 +34,12 @@ from exchange.errors import (
     error_from_response,
 )
 
+logger = logging.getLogger(__name__)
+
 BAN_EXPIRY = re.compile(r"expires at (\d+)")
 CLOCK_OFFSET_TTL_SECONDS = 600
+MINUTE_MS = 60_000
+DEFAULT_LIMIT = 1000  # points a minute, until the exchange's headers say otherwise
 
 
 def sign(*, secret: str, timestamp: int, method: str, path: str, body: str) -> str:
@@ -47,46 +53,82 @@ def now_ms() -> int:
 
 
 class RateLimitState:
-    """The shared per-key budget: what the exchange said is left, and any ban."""
+    """The shared per-key budget: what the exchange said is left, what we spent, any ban.
+
+    Each value has its own cache key, so concurrent writers never overwrite each other's
+    news (a ban recorded by one process survives another recording headers).
+    """
 
     def __init__(self, api_key: str | None) -> None:
         ident = hashlib.sha256((api_key or "anonymous").encode()).hexdigest()[:16]
-        self.cache_key = f"bitvavo:ratelimit:{ident}"
+        self.prefix = f"bitvavo:ratelimit:{ident}"
 
     def get(self) -> dict:
-        return cache.get(self.cache_key) or {}
+        """What the exchange last said: limit, remaining, reset_at_ms; and banned_until_ms."""
+        state = dict(cache.get(f"{self.prefix}:budget") or {})
+        banned_until = cache.get(f"{self.prefix}:ban")
+        if banned_until:
+            state["banned_until_ms"] = banned_until
+        return state
 
-    def record(self, *, remaining: int | None, reset_at_ms: int | None) -> None:
-        state = self.get()
-        if remaining is not None:
-            state["remaining"] = remaining
-        if reset_at_ms is not None:
-            state["reset_at_ms"] = reset_at_ms
-        cache.set(self.cache_key, state, timeout=3600)
+    def record(self, *, limit: int | None, remaining: int | None, reset_at_ms: int | None) -> None:
+        state = dict(cache.get(f"{self.prefix}:budget") or {})
+        for name, value in (
+            ("limit", limit),
+            ("remaining", remaining),
+            ("reset_at_ms", reset_at_ms),
+        ):
+            if value is not None:
+                state[name] = value
+        cache.set(f"{self.prefix}:budget", state, timeout=3600)
 
-    def ban(self, until_ms: int) -> None:
-        state = self.get()
-        state["banned_until_ms"] = until_ms
-        cache.set(self.cache_key, state, timeout=3600)
+    def ban(self, until_ms: int, *, at_ms: int) -> None:
+        seconds = max(1, (until_ms - at_ms) // 1000 + 1)
+        cache.set(f"{self.prefix}:ban", until_ms, timeout=seconds)
 
-    def refusal(self, weight: int) -> ExchangeRateLimited | None:
-        """Why this request may not be sent now, if it may not."""
-        state, current = self.get(), now_ms()
-        banned_until = state.get("banned_until_ms", 0)
-        if banned_until > current:
-            return ExchangeRateLimited(
-                f"The API key is banned by the exchange until {banned_until} ms.",
+    def reserve(self, weight: int, *, at_ms: int) -> None:
+        """Takes `weight` points of this minute's budget, or raises ExchangeRateLimited.
+
+        The points every process spent this minute are one counter in the cache (atomic in
+        Redis), so several workers on one key stay under the limit together. A margin is left
+        for anything else using the key.
+        """
+        ban = cache.get(f"{self.prefix}:ban") or 0
+        if ban > at_ms:
+            raise ExchangeRateLimited(
+                f"The API key is banned by the exchange until {ban} ms; not sending.",
                 code="EXCHANGE_BANNED",
-                extra={"retry_after_seconds": (banned_until - current) / 1000},
+                extra={"retry_after_seconds": (ban - at_ms) / 1000},
             )
-        reset_at = state.get("reset_at_ms", 0)
-        if reset_at > current and state.get("remaining", weight) < weight:
-            return ExchangeRateLimited(
-                f"The rate-limit budget is spent until {reset_at} ms; not sending.",
-                code="EXCHANGE_RATE_BUDGET_SPENT",
-                extra={"retry_after_seconds": (reset_at - current) / 1000},
+        budget = cache.get(f"{self.prefix}:budget") or {}
+        limit = budget.get("limit", DEFAULT_LIMIT)
+        reset_at = budget.get("reset_at_ms", 0)
+        if reset_at > at_ms and budget.get("remaining", limit) < weight:
+            raise ExchangeRateLimited(
+                f"The exchange says the rate-limit budget is spent until {reset_at} ms.",
+                code="EXCHANGE_RATE_LIMITED",
+                extra={"retry_after_seconds": (reset_at - at_ms) / 1000},
             )
-        return None
+        minute = at_ms // MINUTE_MS
+        counter = f"{self.prefix}:spent:{minute}"
+        cache.add(counter, 0, timeout=2 * MINUTE_MS // 1000)
+        try:
+            spent = cache.incr(counter, weight)
+        except ValueError:  # expired between add and incr (file cache only)
+            cache.set(counter, weight, timeout=2 * MINUTE_MS // 1000)
+            spent = weight
+        if spent > limit - limit // 20:
+            try:
+                cache.decr(counter, weight)
+            except ValueError:
+                pass
+            next_minute = (minute + 1) * MINUTE_MS
+            raise ExchangeRateLimited(
+                f"This key's rate-limit budget for the minute is spent ({spent - weight} of "
+                f"{limit}); not sending.",
+                code="EXCHANGE_RATE_LIMITED",
+                extra={"retry_after_seconds": (next_minute - at_ms) / 1000},
+            )
 
 
 class Transport:
@@ -105,19 +147,23 @@ class Transport:
         self.key_role = key_role
         self.rate_limit = RateLimitState(api_key)
         self.session = requests.Session()
+        self._offset_key = f"bitvavo:clock-offset:{self.base_url}"
 
     # --- clock ---
 
+    def _server_now_ms(self) -> int:
+        """The exchange's time as far as we know it (its bans and minutes are on its clock)."""
+        return now_ms() + (cache.get(self._offset_key) or 0)
+
     def clock_offset_ms(self) -> int:
         """Server time minus local time, learned from GET /time and shared for a while."""
-        key = f"bitvavo:clock-offset:{self.base_url}"
-        offset = cache.get(key)
+        offset = cache.get(self._offset_key)
         if offset is None:
             before = now_ms()
             server = self.request("GET", "/time", signed=False)["time"]
             after = now_ms()
             offset = int(server) - (before + after) // 2
-            cache.set(key, offset, CLOCK_OFFSET_TTL_SECONDS)
+            cache.set(self._offset_key, offset, CLOCK_OFFSET_TTL_SECONDS)
         return offset
 
     # --- requests ---
@@ -134,90 +180,96 @@ class Transport:
         audit: bool = False,
         client_order_id: str | None = None,
     ) -> Any:
+        """Sends one request; returns the parsed JSON or raises an ExchangeError.
+
+        `audit` writes an ExchangeCall row for the call, whatever happened, even nothing.
+        """
         signed = bool(self.api_key) if signed is None else signed
         query = urlencode([(k, v) for k, v in (params or {}).items() if v is not None])
         path_with_query = f"{path}?{query}" if query else path
+        # These exact bytes are both signed and sent.
         payload = json.dumps(body, separators=(",", ":")) if body is not None else ""
-
-        refusal = self.rate_limit.refusal(weight)
-        if refusal is not None:
-            if audit:
-                self._audit(method, path_with_query, body, None, None, refusal, 0, client_order_id)
-            raise refusal
-
-        headers = {"Accept": "application/json"}
-        if payload:
-            headers["Content-Type"] = "application/json"
-        if signed:
-            if not (self.api_key and self.api_secret):
-                raise ExchangeNotSent("No API key for a signed request.", code="EXCHANGE_NO_KEY")
-            timestamp = now_ms() + self.clock_offset_ms()
-            headers.update(
-                {
-                    "Bitvavo-Access-Key": self.api_key,
-                    "Bitvavo-Access-Timestamp": str(timestamp),
-                    "Bitvavo-Access-Window": str(settings.BITVAVO_ACCESS_WINDOW_MS),
-                    "Bitvavo-Access-Signature": sign(
-                        secret=self.api_secret,
-                        timestamp=timestamp,
-                        method=method,
-                        path=f"{self.path_prefix}{path_with_query}",
-                        body=payload,
-                    ),
-                }
-            )
 
         started = time.perf_counter()
         response = None
         try:
-            response = self.session.request(
+            self.rate_limit.reserve(weight, at_ms=self._server_now_ms())
+            headers = self._headers(method, path_with_query, payload, signed)
+            response = self._send(method, path_with_query, payload, headers)
+            result = self._parse(response)
+        except ExchangeError as error:
+            if audit:
+                self._audit(
+                    method, path_with_query, body, response, None, error, started, client_order_id
+                )
+            raise
+        if audit:
+            self._audit(
+                method, path_with_query, body, response, result, None, started, client_order_id
+            )
+        return result
+
+    def _headers(self, method: str, path_with_query: str, payload: str, signed: bool) -> dict:
+        headers = {"Accept": "application/json"}
+        if payload:
+            headers["Content-Type"] = "application/json"
+        if not signed:
+            return headers
+        if not (self.api_key and self.api_secret):
+            raise ExchangeNotSent("No API key for a signed request.", code="EXCHANGE_NO_KEY")
+        try:
+            offset = self.clock_offset_ms()
+        except ExchangeRateLimited:
+            raise
+        except ExchangeError as error:
+            # Our request was never sent: only the clock lookup failed.
+            raise ExchangeNotSent(
+                f"Could not read the exchange's clock: {error.message}",
+                code="EXCHANGE_CLOCK_SYNC_FAILED",
+            ) from error
+        timestamp = now_ms() + offset
+        headers.update(
+            {
+                "Bitvavo-Access-Key": self.api_key,
+                "Bitvavo-Access-Timestamp": str(timestamp),
+                "Bitvavo-Access-Window": str(settings.BITVAVO_ACCESS_WINDOW_MS),
+                "Bitvavo-Access-Signature": sign(
+                    secret=self.api_secret,
+                    timestamp=timestamp,
+                    method=method,
+                    path=f"{self.path_prefix}{path_with_query}",
+                    body=payload,
+                ),
+            }
+        )
+        return headers
+
+    def _send(self, method: str, path_with_query: str, payload: str, headers: dict):
+        try:
+            return self.session.request(
                 method,
                 f"{self.base_url}{path_with_query}",
                 data=payload.encode() if payload else None,
                 headers=headers,
                 timeout=(settings.BITVAVO_CONNECT_TIMEOUT, settings.BITVAVO_READ_TIMEOUT),
             )
-            result = self._parse(response)
-        except ExchangeError as error:
-            self._finish(
-                method, path_with_query, body, response, error, started, audit, client_order_id
-            )
-            raise
-        except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as error:
-            failure = ExchangeNotSent(f"Could not connect: {error}", code="EXCHANGE_UNREACHABLE")
-            self._finish(
-                method, path_with_query, body, None, failure, started, audit, client_order_id
-            )
-            raise failure from error
         except requests.ConnectionError as error:
-            # Refused before anything was sent, or dropped after: only the first is safe.
-            sent = not _is_connection_refused(error)
-            failure = (ExchangeOutcomeUnknown if sent else ExchangeNotSent)(
-                f"Connection failed: {error}",
-                code="EXCHANGE_CONNECTION_LOST" if sent else "EXCHANGE_UNREACHABLE",
-            )
-            self._finish(
-                method, path_with_query, body, None, failure, started, audit, client_order_id
-            )
-            raise failure from error
+            if _never_sent(error):
+                raise ExchangeNotSent(
+                    f"Could not connect: {error}", code="EXCHANGE_UNREACHABLE"
+                ) from error
+            # Dropped after the request went out: it may have been acted on.
+            raise ExchangeOutcomeUnknown(
+                f"Connection lost: {error}", code="EXCHANGE_CONNECTION_LOST"
+            ) from error
+        except requests.Timeout as error:
+            raise ExchangeOutcomeUnknown(f"No answer: {error}", code="EXCHANGE_TIMEOUT") from error
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as error:
+            raise ExchangeNotSent(f"Bad URL: {error}", code="EXCHANGE_UNREACHABLE") from error
         except requests.RequestException as error:
-            failure = ExchangeOutcomeUnknown(f"No answer: {error}", code="EXCHANGE_TIMEOUT")
-            self._finish(
-                method, path_with_query, body, None, failure, started, audit, client_order_id
-            )
-            raise failure from error
-        self._finish(
-            method,
-            path_with_query,
-            body,
-            response,
-            None,
-            started,
-            audit,
-            client_order_id,
-            result=result,
-        )
-        return result
+            raise ExchangeOutcomeUnknown(
+                f"Transport error: {error}", code="EXCHANGE_TRANSPORT_ERROR"
+            ) from error
 
     def _parse(self, response: requests.Response) -> Any:
         self._record_rate_limit(response)
@@ -247,61 +299,63 @@ class Transport:
                 http_status_code=response.status_code,
             )
         if error.kind == "rate_limited":
+            # Bitvavo names the expiry in its 105 message; otherwise wait out the next minute.
             match = BAN_EXPIRY.search(error.message)
-            reset_at = self.rate_limit.get().get("reset_at_ms") or now_ms()
-            until = int(match.group(1)) if match else reset_at + 60_000
-            self.rate_limit.ban(until)
-            error.extra["retry_after_seconds"] = max(0, (until - now_ms()) / 1000)
+            server_now = self._server_now_ms()
+            reset_at = self.rate_limit.get().get("reset_at_ms") or server_now
+            until = int(match.group(1)) if match else reset_at + MINUTE_MS
+            self.rate_limit.ban(until, at_ms=server_now)
+            error.extra["retry_after_seconds"] = max(0, (until - server_now) / 1000)
         if error.code == "EXCHANGE_CLOCK_DRIFT":
-            cache.delete(f"bitvavo:clock-offset:{self.base_url}")
+            cache.delete(self._offset_key)
         raise error
 
     def _record_rate_limit(self, response: requests.Response) -> None:
-        remaining = response.headers.get("bitvavo-ratelimit-remaining")
-        reset_at = response.headers.get("bitvavo-ratelimit-resetat")
-        if remaining is not None or reset_at is not None:
-            self.rate_limit.record(
-                remaining=int(remaining) if remaining is not None else None,
-                reset_at_ms=int(reset_at) if reset_at is not None else None,
-            )
+        values = [
+            response.headers.get(f"bitvavo-ratelimit-{name}")
+            for name in ("limit", "remaining", "resetat")
+        ]
+        if any(v is not None for v in values):
+            limit, remaining, reset_at = (int(v) if v is not None else None for v in values)
+            self.rate_limit.record(limit=limit, remaining=remaining, reset_at_ms=reset_at)
 
-    def _finish(
-        self, method, path, body, response, error, started, audit, client_order_id, result=None
-    ):
-        if not audit:
-            return
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        self._audit(method, path, body, response, result, error, latency_ms, client_order_id)
-
-    def _audit(self, method, path, body, response, result, error, latency_ms, client_order_id):
+    def _audit(self, method, path, body, response, result, error, started, client_order_id):
+        """One ExchangeCall row. A failure here is logged, never changes the call's outcome."""
         from exchange.models import ExchangeCall
 
-        outer_transaction = connection.in_atomic_block
+        latency_ms = int((time.perf_counter() - started) * 1000)
         if result is None and response is not None:
             try:
                 result = response.json()
             except ValueError:
                 result = {"text": response.text[:2000]}
-        with transaction.atomic():
-            if connection.vendor == "postgresql" and not outer_transaction:
-                # No fsync wait for the call log: the execution row is the durable record of
-                # an order, and a crash can lose at most the last fraction of a second here.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            ExchangeCall.objects.create(
-                key_role=self.key_role,
-                method=method,
-                path=f"{self.path_prefix}{path}",
-                request_body=body,
-                status_code=response.status_code if response is not None else None,
-                response_body=result,
-                error_code=error.code if error else "",
-                error_kind=error.kind if error else "",
-                latency_ms=latency_ms,
-                client_order_id=client_order_id,
-            )
+        try:
+            outer_transaction = connection.in_atomic_block
+            with transaction.atomic():
+                if connection.vendor == "postgresql" and not outer_transaction:
+                    # No fsync wait for the call log: the execution row is the durable record
+                    # of an order; a crash can lose at most the last fraction of a second here.
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                ExchangeCall.objects.create(
+                    key_role=self.key_role,
+                    method=method,
+                    path=f"{self.path_prefix}{path}",
+                    request_body=body,
+                    status_code=response.status_code if response is not None else None,
+                    response_body=result,
+                    error_code=error.code if error else "",
+                    error_kind=error.kind if error else "",
+                    latency_ms=latency_ms,
+                    client_order_id=client_order_id,
+                )
+        except Exception:
+            logger.exception("could not write the exchange call log for %s %s", method, path)
 
 
-def _is_connection_refused(error: requests.ConnectionError) -> bool:
-    text = str(error)
-    return "Connection refused" in text or "NewConnectionError" in text
+def _never_sent(error: requests.ConnectionError) -> bool:
+    """True when the connection was never made (refused, unresolvable, connect timeout)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, ConnectTimeoutError)  # NewConnectionError is one too

@@ -50,3 +50,19 @@ class SimulatorControl:
 
     def set_market_status(self, market: str, status: str) -> None:
         self._call("POST", "market-status", {"market": market, "status": status})
+
+    def set_rate_limit(self, points_per_minute: int) -> None:
+        """The per-key budget a minute (Bitvavo's default is 1000); reset() restores it."""
+        self._call("POST", "rate-limit", {"points_per_minute": points_per_minute})
+
+    def set_strict_signing(self, strict: bool = True) -> None:
+        """Strict: only a signature over the exact bytes received passes (no SDK leniency)."""
+        self._call("POST", "strict-signing", {"strict": strict})
+
+    def set_clock_skew(self, ms: int) -> None:
+        """Runs the exchange's clock `ms` ahead of ours (GET /time and the access window)."""
+        self._call("POST", "clock-skew", {"ms": ms})
+
+    def state(self) -> dict:
+        """Pending faults, the number of orders, 429 answers given, and the balances."""
+        return self._call("GET", "state")

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from exchange.simulator.state import (
+    DEFAULT_BALANCES,
     FAULTS,
     MARKETS,
     ApiKey,
@@ -152,6 +154,11 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.state = state
 
+    def handle_error(self, request, client_address):
+        # A client that timed out and hung up is part of the game, not a server error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     # --- authentication ---
 
     def authenticate(self, method, signed_path, raw_body, headers, needs_key: bool):
@@ -168,7 +175,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         window = int(headers.get("Bitvavo-Access-Window") or 10000)
         if not 100 <= window <= 60000:
             raise SimulatorError(403, 303, "Window must be between 100 and 60000 ms.")
-        if abs(now_ms() - int(timestamp)) > window:
+        if abs(self.state.server_time_ms() - int(timestamp)) > window:
             raise SimulatorError(403, 304, "Request was not received within acceptance window.")
         api_key = self.state.keys.get(key)
         if api_key is None:
@@ -179,12 +186,12 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         # The raw body, or its compact form (the official Python SDK signs the compact dump
         # but sends `json=`), or nothing (the SDK sends {} on GET/DELETE, signing nothing).
         candidates = {raw_body}
-        if raw_body:
+        if raw_body and not self.state.strict_signing:
             try:
                 candidates.add(json.dumps(json.loads(raw_body), separators=(",", ":")))
             except ValueError:
                 pass
-        if method in ("GET", "DELETE"):
+        if method in ("GET", "DELETE") and not self.state.strict_signing:
             candidates.add("")
         expected = [
             sign(
@@ -211,50 +218,68 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         weight, permission = ROUTES[route_key]
         if route_key == ("GET", "/ticker/24h") and "market" not in params:
             weight = 25
+        if route_key == ("GET", "/ordersOpen") and "market" not in params:
+            weight = 100
 
         auth = self.authenticate(method, signed_path, raw_body, headers, permission is not None)
         bucket = auth[0] if auth else f"ip:{self.server_address[0]}"
         try:
             remaining, reset_at = state.charge(bucket, weight)
         except SimulatorError as error:
-            error.headers = {"bitvavo-ratelimit-limit": 1000, "bitvavo-ratelimit-remaining": 0}
+            error.headers = {
+                "bitvavo-ratelimit-limit": state.rate_limit,
+                "bitvavo-ratelimit-remaining": 0,
+            }
             raise
         rate_headers = {
-            "bitvavo-ratelimit-limit": 1000,
+            "bitvavo-ratelimit-limit": state.rate_limit,
             "bitvavo-ratelimit-remaining": remaining,
             "bitvavo-ratelimit-resetat": reset_at,
         }
+        try:
+            status, data = self.answer(method, route, route_key, params, raw_body, auth, bucket)
+        except SimulatorError as error:
+            # Bitvavo sends the rate-limit headers on every answer, errors too.
+            error.headers = {**rate_headers, **getattr(error, "headers", {})}
+            raise
+        return status, data, rate_headers
+
+    def answer(self, method, route, route_key, params, raw_body, auth, bucket):
+        """(status, data) for an authenticated, charged request, faults included."""
+        state = self.state
+        permission = ROUTES[route_key][1]
         if permission and permission not in auth[1].permissions:
             code = 310 if permission == "trade" else 311
             raise SimulatorError(403, code, f"This key does not allow access ({permission}).")
 
         fault = state.take_fault(method, route)
-        if fault is not None and fault.kind == "latency":
+        kind = fault.kind if fault is not None else None
+        if kind == "latency":
             time.sleep(fault.seconds)
-        elif fault is not None and fault.kind == "ban_429":
-            state.ban(bucket, now_ms() + int(fault.seconds * 1000 or 60_000))
+        elif kind == "ban_429":
+            state.ban(bucket, state.server_time_ms() + int(fault.seconds * 1000 or 60_000))
             state.charge(bucket, 0)  # raises the 105 with its expiry
-        elif fault is not None and fault.kind == "error_109_no_commit":
+        elif kind == "error_109_no_commit":
             raise SimulatorError(503, 109, "Request timed out at the matching engine.")
-        elif fault is not None and fault.kind == "html_502_no_commit":
-            return 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", rate_headers
+        elif kind == "html_502_no_commit":
+            return 502, "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
-        data = self.dispatch(route_key, route, market_path, params, raw_body)
-        if fault is not None and fault.kind == "drop_after_commit":
+        data = self.dispatch(route_key, route, params, raw_body)
+        if kind == "drop_after_commit":
             raise DroppedConnection
-        if fault is not None and fault.kind == "error_101_after_commit":
+        if kind == "error_101_after_commit":
             raise SimulatorError(500, 101, "Unknown server error. Operation may have succeeded.")
-        if fault is not None and fault.kind == "error_109_after_commit":
+        if kind == "error_109_after_commit":
             raise SimulatorError(503, 109, "Request timed out at the matching engine.")
-        status = 200
-        return status, data, rate_headers
+        return 200, data
 
-    def dispatch(self, route_key, route, market_path, params, raw_body):
+    def dispatch(self, route_key, route, params, raw_body):
         state = self.state
+        market_path = MARKET_PATH.match(route)
         method, name = route_key
         market = params.get("market")
         if name == "/time":
-            return {"time": now_ms()}
+            return {"time": state.server_time_ms()}
         if name == "/markets":
             if market:
                 if market not in MARKETS:
@@ -296,6 +321,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                 raise SimulatorError(400, 203, "market parameter is required.")
             if method == "DELETE" and "operatorId" not in params:
                 raise SimulatorError(400, 203, "operatorId parameter is required.")
+            if method == "DELETE" and not params["operatorId"].isdigit():
+                raise SimulatorError(400, 205, "operatorId parameter is invalid.")
             order = state.find_order(market, params.get("orderId"), params.get("clientOrderId"))
             if order is None:
                 raise SimulatorError(
@@ -393,11 +420,28 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             with state.lock:
                 state.status[body["market"]] = body["status"]
             return 200, {"ok": True}
+        if path == "/_sim/rate-limit" and method == "POST":
+            with state.lock:
+                state.rate_limit = int(body["points_per_minute"])
+            return 200, {"ok": True}
+        if path == "/_sim/clock-skew" and method == "POST":
+            with state.lock:
+                state.clock_skew_ms = int(body["ms"])
+            return 200, {"ok": True}
+        if path == "/_sim/strict-signing" and method == "POST":
+            with state.lock:
+                state.strict_signing = bool(body["strict"])
+            return 200, {"ok": True}
         if path == "/_sim/state" and method == "GET":
             with state.lock:
                 return 200, {
                     "faults": [asdict(f) for f in state.faults],
                     "orders": len(state.orders),
+                    "answered_429": state.answered_429,
+                    "balances": {
+                        asset: {"available": _s(available), "inOrder": _s(in_order)}
+                        for asset, (available, in_order) in state.balances.items()
+                    },
                 }
         raise SimulatorError(404, 110, "Invalid control endpoint.")
 
@@ -431,12 +475,14 @@ class SimulatorServer:
         readonly_pair: tuple[str, str] | None = None,
         trade_pair: tuple[str, str] | None = None,
         seed: int = 7,
+        balances: dict[str, Decimal] | None = None,
     ) -> None:
         env_readonly, env_trade = key_pairs_from_env()
         self.readonly_pair = readonly_pair or env_readonly
         self.trade_pair = trade_pair or env_trade
         self.state = SimulatorState(
             seed=seed,
+            starting_balances=dict(balances or DEFAULT_BALANCES),
             keys={
                 self.readonly_pair[0]: ApiKey(self.readonly_pair[1], frozenset({"view"})),
                 self.trade_pair[0]: ApiKey(self.trade_pair[1], frozenset({"trade"})),

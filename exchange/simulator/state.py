@@ -83,41 +83,59 @@ def now_ms() -> int:
 class SimulatorState:
     seed: int = 7
     keys: dict[str, ApiKey] = field(default_factory=dict)
+    starting_balances: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_BALANCES))
     lookup_closed_by_client_order_id: bool = False
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
+        self.walk_seeds = {
+            market: int(hashlib.sha256(f"{self.seed}:{market}".encode()).hexdigest()[:8], 16)
+            for market in MARKETS
+        }
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
             self.status = {market: "trading" for market in MARKETS}
             self.balances = {
-                asset: [amount, Decimal("0")] for asset, amount in DEFAULT_BALANCES.items()
+                asset: [Decimal(amount), Decimal("0")]
+                for asset, amount in self.starting_balances.items()
             }
             self.orders: list[dict] = []
             self.fills: list[dict] = []
             self.faults: list[Fault] = []
             self.rate: dict[str, RateWindow] = {}
+            self.rate_limit = RATE_LIMIT_PER_MINUTE
+            self.answered_429 = 0
+            # Lenient like Bitvavo (it accepts the official SDK's re-spaced bodies); strict
+            # accepts only a signature over the exact bytes received.
+            self.strict_signing = False
+            # The exchange's clock minus ours: what GET /time and the access window see.
+            self.clock_skew_ms = 0
             self.walk_start_minute = now_ms() // MINUTE_MS - 3 * 1440
             self.closes: dict[str, list[Decimal]] = {market: [] for market in MARKETS}
 
+    def server_time_ms(self) -> int:
+        return now_ms() + self.clock_skew_ms
+
     # --- prices ---
 
+    def closes_between(self, market: str, first: int, last: int) -> list[Decimal]:
+        """The closing prices of minutes first..last; before the walk starts, its first price."""
+        with self.lock:
+            closes = self.closes[market]
+            if not closes:
+                closes.append(MARKETS[market][0])
+            while len(closes) <= last - self.walk_start_minute:
+                rng = random.Random(self.walk_seeds[market] + len(closes))
+                step = Decimal(str(round(rng.gauss(0.0, 0.002), 6)))
+                closes.append(self.to_tick(market, closes[-1] * (1 + step)))
+            start = first - self.walk_start_minute
+            before = [closes[0]] * max(0, min(-start, last - first + 1))
+            return before + closes[max(0, start) : max(0, last - self.walk_start_minute + 1)]
+
     def close_at_minute(self, market: str, minute: int) -> Decimal:
-        closes = self.closes[market]
-        index = minute - self.walk_start_minute
-        if index < 0:
-            index = 0
-        if not closes:
-            closes.append(MARKETS[market][0])
-        rng_seed = int(hashlib.sha256(f"{self.seed}:{market}".encode()).hexdigest()[:8], 16)
-        while len(closes) <= index:
-            rng = random.Random(rng_seed + len(closes))
-            step = Decimal(str(round(rng.gauss(0.0, 0.002), 6)))
-            price = closes[-1] * (1 + step)
-            closes.append(self.to_tick(market, price))
-        return closes[index]
+        return self.closes_between(market, minute, minute)[0]
 
     def to_tick(self, market: str, price: Decimal) -> Decimal:
         tick = MARKETS[market][1]
@@ -127,21 +145,26 @@ class SimulatorState:
         return self.close_at_minute(market, now_ms() // MINUTE_MS)
 
     def candles(self, market: str, minutes: int, limit: int, end_ms: int | None) -> list:
-        end_minute = (end_ms or now_ms()) // MINUTE_MS
+        # The newest candle is still forming: it holds no minute after now.
+        now_minute = now_ms() // MINUTE_MS
+        end_minute = min(end_ms // MINUTE_MS if end_ms else now_minute, now_minute)
         end_minute -= end_minute % minutes
+        first_minute = end_minute - (limit - 1) * minutes
+        last = min(end_minute + minutes - 1, now_minute)
+        closes = self.closes_between(market, first_minute - 1, last)
         rows = []
         for i in range(limit):
             first = end_minute - i * minutes
-            closes = [self.close_at_minute(market, m) for m in range(first, first + minutes)]
-            opening = self.close_at_minute(market, first - 1)
+            offset = first - first_minute + 1  # closes[0] is the minute before first_minute
+            opening, period = closes[offset - 1], closes[offset : offset + minutes]
             rows.append(
                 [
                     first * MINUTE_MS,
                     format_decimal(opening),
-                    format_decimal(max(closes + [opening])),
-                    format_decimal(min(closes + [opening])),
-                    format_decimal(closes[-1]),
-                    format_decimal(Decimal(len(closes)) * Decimal("0.75")),
+                    format_decimal(max(period + [opening])),
+                    format_decimal(min(period + [opening])),
+                    format_decimal(period[-1]),
+                    format_decimal(Decimal(len(period)) * Decimal("0.75")),
                 ]
             )
         return rows  # newest first, as Bitvavo sends them
@@ -171,9 +194,10 @@ class SimulatorState:
     def charge(self, bucket: str, weight: int) -> tuple[int, int]:
         """Counts the weight in the fixed one-minute window; returns (remaining, reset_at)."""
         with self.lock:
-            current = now_ms()
+            current = self.server_time_ms()
             window = self.rate.setdefault(bucket, RateWindow())
             if window.banned_until_ms > current:
+                self.answered_429 += 1
                 raise SimulatorError(
                     429,
                     105,
@@ -185,15 +209,16 @@ class SimulatorState:
                 window.minute, window.used = minute, 0
             window.used += weight
             reset_at = (minute + 1) * MINUTE_MS
-            if window.used > RATE_LIMIT_PER_MINUTE:
+            if window.used > self.rate_limit:
                 self.ban(bucket, reset_at + MINUTE_MS)
+                self.answered_429 += 1
                 raise SimulatorError(
                     429,
                     105,
                     "The rate limit has been exceeded. Account or IP address blocked temporarily."
                     f" The ban expires at {reset_at + MINUTE_MS}.",
                 )
-            return max(0, RATE_LIMIT_PER_MINUTE - window.used), reset_at
+            return max(0, self.rate_limit - window.used), reset_at
 
     def ban(self, bucket: str, until_ms: int) -> None:
         with self.lock:

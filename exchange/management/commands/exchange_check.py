@@ -2,17 +2,21 @@
 
 - connectivity and clock drift (GET /time);
 - the read-only key: may read balances, may NOT trade (a random-order cancel answers 310);
+  in the scan role, the process must not hold the trade key at all;
 - the trade key (execute role only, the only process that holds it): present and may trade.
 """
-
-import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from exchange.errors import ExchangeError
-from exchange.keycheck import probe_can_trade
+from exchange.keycheck import (
+    assert_no_trade_key_in_environment,
+    assert_scan_key_cannot_trade,
+    assert_trade_key_present,
+)
 from exchange.readonly import ReadonlyClient
+from exchange.transport import now_ms
 
 MAX_DRIFT_MS = 1000
 
@@ -25,7 +29,8 @@ class Command(BaseCommand):
             "--role",
             choices=["scan", "execute", "all"],
             default="all",
-            help="scan: the read-only key only; execute: the trade key only; all: both.",
+            help="scan: the read-only key only; execute: the trade key only; all: both "
+            "(the trade key is checked only with ORACLE_ROLE=execute).",
         )
 
     def handle(self, *args, role, **options):
@@ -37,70 +42,44 @@ class Command(BaseCommand):
                 problems.append(line)
 
         self.stdout.write(f"exchange: {settings.BITVAVO_API_URL}")
-        readonly = ReadonlyClient()
-        try:
-            server = readonly.time()
-            drift = server - _local_ms()
-            report(True, "connectivity: GET /time answered")
-            report(
-                abs(drift) <= MAX_DRIFT_MS, f"clock drift: {drift:+d} ms (limit ±{MAX_DRIFT_MS})"
-            )
-        except ExchangeError as error:
-            report(False, f"connectivity: {error.code}: {error.message}")
-
+        self._check_clock(report)
         if role in ("scan", "all"):
-            self._check_readonly(readonly, report)
+            self._check_readonly(report)
+        if role == "scan":
+            self._check(report, assert_no_trade_key_in_environment, "scan process: no trade key")
         if role in ("execute", "all"):
-            self._check_trade(report)
+            self._check(report, assert_trade_key_present, "trade key: set, may trade")
         if problems:
             raise CommandError(f"{len(problems)} problem(s): " + "; ".join(problems))
         self.stdout.write("all checks passed")
 
-    def _check_readonly(self, client, report):
-        if not client.has_key:
-            report(False, "read-only key: BITVAVO_READONLY_KEY/SECRET are not set")
+    def _check_clock(self, report):
+        try:
+            before = now_ms()
+            server = ReadonlyClient().time()
+            after = now_ms()
+        except ExchangeError as error:
+            report(False, f"connectivity: {error.code}: {error.message}")
             return
-        try:
-            client.balance()
-            report(True, "read-only key: may read balances")
-        except ExchangeError as error:
-            report(False, f"read-only key: cannot read balances ({error.code})")
-        try:
-            can_trade = probe_can_trade(client._transport, operator_id=settings.BITVAVO_OPERATOR_ID)
-            report(
-                not can_trade,
-                "read-only key: may not trade"
-                if not can_trade
-                else "read-only key: MAY TRADE — use a key without Trade permission",
-            )
-        except ExchangeError as error:
-            report(False, f"read-only key: probe failed ({error.code})")
+        drift = server - (before + after) // 2
+        report(True, f"connectivity: GET /time answered in {after - before} ms")
+        report(abs(drift) <= MAX_DRIFT_MS, f"clock drift: {drift:+d} ms (limit ±{MAX_DRIFT_MS})")
 
-    def _check_trade(self, report):
-        role = os.environ.get("ORACLE_ROLE") or settings.ORACLE_ROLE
-        if role != "execute":
-            report(False, f"trade key: only the execute worker holds it (ORACLE_ROLE is {role!r})")
+    def _check_readonly(self, report):
+        client = ReadonlyClient()
+        if client.has_key:
+            try:
+                client.balance()
+                report(True, "read-only key: may read balances")
+            except ExchangeError as error:
+                report(False, f"read-only key: cannot read balances ({error.code})")
+        self._check(report, assert_scan_key_cannot_trade, "read-only key: may not trade")
+
+    def _check(self, report, check, ok_line: str) -> None:
+        try:
+            check()
+        except ExchangeError as error:
+            label = ok_line.split(":")[0]
+            report(False, f"{label}: {error.code}: {error.message}")
             return
-        from exchange.orders import TradeClient
-
-        try:
-            client = TradeClient()
-        except ExchangeError as error:
-            report(False, f"trade key: {error.code}: {error.message}")
-            return
-        try:
-            can_trade = client.can_trade()
-            report(
-                can_trade,
-                "trade key: may trade"
-                if can_trade
-                else "trade key: may NOT trade — it lacks the Trade permission",
-            )
-        except ExchangeError as error:
-            report(False, f"trade key: probe failed ({error.code})")
-
-
-def _local_ms() -> int:
-    from exchange.transport import now_ms
-
-    return now_ms()
+        report(True, ok_line)
