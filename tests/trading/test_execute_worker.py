@@ -6,14 +6,12 @@ kill a worker's process mid-order, then count what reached the exchange.
 
 import os
 import signal
-import time
 
 import pytest
-from django.db import connection
 
 from config.celery import app
-from tests.celery_workers import celery_worker, start_worker_expecting_failure
 from tests.factories import PolicyFactory, TradeProposalFactory
+from tests.workers import celery_worker, wait_for
 from trading.execution import executions_reconcile
 from trading.models import TradeExecution
 
@@ -31,16 +29,6 @@ def worker_env(exchange, **extra):
     }
 
 
-def wait_for(condition, timeout=60, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        connection.close()  # read what the worker committed, not a stale snapshot
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
-
-
 @pytest.fixture
 def purged_queue():
     with app.connection_for_write() as conn:
@@ -55,7 +43,7 @@ def test_twenty_duplicate_tasks_on_a_real_worker_give_one_order(exchange, purged
     with celery_worker(queue="execute", env=worker_env(exchange), concurrency=4) as worker:
         for _ in range(20):
             app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
-        wait_for(lambda: worker.log().count("succeeded in") >= 20, message="20 tasks to finish")
+        wait_for(lambda: worker.log().count("succeeded in") >= 20, what="20 tasks to finish")
 
     execution = TradeExecution.objects.get(proposal=proposal)
     assert execution.status == "SUBMITTED"
@@ -77,14 +65,14 @@ def test_a_worker_killed_while_submitting_is_reconciled_without_a_duplicate(
         app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
         wait_for(
             lambda: TradeExecution.objects.filter(proposal=proposal, status="SUBMITTING").exists(),
-            message="the execution to be SUBMITTING",
+            what="the execution to be SUBMITTING",
         )
         for child in worker.children():
             os.kill(child, signal.SIGKILL)
         # reject_on_worker_lost puts the task back; the new child runs it again.
-        wait_for(lambda: "WorkerLostError" in worker.log(), message="the lost worker")
-        wait_for(lambda: worker.log().count("succeeded in") >= 1, message="the redelivery")
-        wait_for(lambda: len(exchange.orders()) == 1, timeout=10, message="the slow order")
+        wait_for(lambda: "WorkerLostError" in worker.log(), what="the lost worker")
+        wait_for(lambda: worker.log().count("succeeded in") >= 1, what="the redelivery")
+        wait_for(lambda: len(exchange.orders()) == 1, timeout=10, what="the slow order")
 
     execution = TradeExecution.objects.get(proposal=proposal)
     assert execution.status == "SUBMITTING", "the redelivered task must not send again"
@@ -95,11 +83,17 @@ def test_a_worker_killed_while_submitting_is_reconciled_without_a_duplicate(
     assert len(exchange.orders()) == 1
 
 
+def refusal_to_start(queue, env):
+    with pytest.raises(RuntimeError, match="celery exited with") as refused:
+        with celery_worker(queue=queue, env=env):
+            pass
+    return str(refused.value)
+
+
 def test_an_execute_worker_without_a_trade_key_refuses_to_start(exchange):
-    code, output = start_worker_expecting_failure(
-        queue="execute", env=worker_env(exchange, BITVAVO_TRADE_KEY="", BITVAVO_TRADE_SECRET="")
+    output = refusal_to_start(
+        "execute", worker_env(exchange, BITVAVO_TRADE_KEY="", BITVAVO_TRADE_SECRET="")
     )
-    assert code != 0
     assert "Refusing to start the execute worker" in output
     assert "TRADE_KEY_MISSING" in output
 
@@ -114,7 +108,6 @@ def test_a_scan_worker_whose_key_can_trade_refuses_to_start(exchange):
         "BITVAVO_TRADE_KEY": "",
         "BITVAVO_TRADE_SECRET": "",
     }
-    code, output = start_worker_expecting_failure(queue="scan", env=env)
-    assert code != 0
+    output = refusal_to_start("scan", env)
     assert "Refusing to start the scan worker" in output
     assert "MAY TRADE" in output
