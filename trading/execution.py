@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from exchange.errors import ExchangeError, ExchangeRateLimited, ExchangeRejected
+from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from trading.models import (
     EmergencyStop,
@@ -177,15 +177,17 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
             client_order_id=execution.client_order_id,
             amount_quote=execution.amount_eur,
         )
-    except ExchangeRateLimited as error:
-        # The exchange refused before acting: nothing happened, so it may be sent later.
-        TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
-            status=Status.CLAIMED, submitting_at=None, updated_at=timezone.now()
-        )
-        execution.status = Status.CLAIMED
-        retry_after = (error.extra or {}).get("retry_after_seconds", 60)
-        return ExecutionOutcome(execution=execution, retry_after_seconds=retry_after)
-    except ExchangeRejected as error:
+    except ExchangeError as error:
+        if error.kind == UNKNOWN:
+            return _outcome_unknown(execution, request, error)
+        if error.retryable:
+            # Rate limited, or the exchange was unreachable: nothing happened, send it later.
+            TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+                status=Status.CLAIMED, submitting_at=None, updated_at=timezone.now()
+            )
+            execution.status, execution.submitting_at = Status.CLAIMED, None
+            retry_after = error.extra.get("retry_after_seconds", 30)
+            return ExecutionOutcome(execution=execution, retry_after_seconds=retry_after)
         _finish(
             execution,
             from_status=Status.SUBMITTING,
@@ -197,17 +199,8 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
         )
         return ExecutionOutcome(execution=execution)
     except Exception as error:
-        # Unknown outcome (timeout, dropped connection, 101, 109, 5xx, or our own bug after
-        # sending): the order may exist. Stay SUBMITTING; the reconciler looks it up.
-        code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
-        logger.warning("order outcome unknown for execution %s: %s", execution.pk, error)
-        TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
-            bitvavo_request=request,
-            error_code=code,
-            error_message=str(error)[:2000],
-            updated_at=timezone.now(),
-        )
-        return ExecutionOutcome(execution=execution)
+        # Our own failure after the request may have gone out: treat it as unknown too.
+        return _outcome_unknown(execution, request, error)
     _finish(
         execution,
         from_status=Status.SUBMITTING,
@@ -215,6 +208,20 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
         proposal_status=TradeProposal.Status.EXECUTED,
         order=order,
         request=request,
+    )
+    return ExecutionOutcome(execution=execution)
+
+
+def _outcome_unknown(execution: TradeExecution, request: dict, error: Exception):
+    """The order may exist (timeout, dropped connection, 101, 109, 5xx): stay SUBMITTING and
+    let the reconciler look it up. Never send it again."""
+    code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
+    logger.warning("order outcome unknown for execution %s: %s", execution.pk, error)
+    TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+        bitvavo_request=request,
+        error_code=code,
+        error_message=str(error)[:2000],
+        updated_at=timezone.now(),
     )
     return ExecutionOutcome(execution=execution)
 

@@ -294,3 +294,25 @@ def test_a_request_that_never_reached_the_book_fails_after_the_window(policy, ex
     assert execution.status == "FAILED"
     assert execution.error_code == "ORDER_NOT_FOUND_AFTER_TIMEOUT"
     assert exchange.orders() == []
+
+
+def test_a_rate_limited_order_goes_back_to_claimed_and_is_sent_later(policy, exchange):
+    from django.core.cache import cache
+
+    proposal = approved(policy.user)
+    exchange.control.inject("ban_429", seconds=30)
+
+    first = execution_run(proposal_id=proposal.pk)
+
+    assert first.execution.status == "CLAIMED"
+    assert 0 < first.retry_after_seconds <= 30
+    assert first.execution.submitting_at is None
+    assert exchange.orders() == []
+
+    # The ban is over (here: forgotten); the retry sends the same claim, once.
+    exchange.control.reset()
+    cache.clear()
+    again = execution_run(proposal_id=proposal.pk)
+    assert again.execution.pk == first.execution.pk
+    assert again.execution.status == "SUBMITTED"
+    assert len(exchange.orders()) == 1
