@@ -19,7 +19,8 @@ class SimulatorControl:
         return response.json()
 
     def reset(self) -> None:
-        """Back to the starting balances, all markets trading, no orders, no faults, no bans."""
+        """Back to the starting balances, all markets trading, no orders, faults or bans, the
+        default rate limit, no clock skew, lenient signing."""
         self._call("POST", "reset")
 
     def inject(

@@ -1,9 +1,10 @@
 """A Bitvavo-compatible REST v2 server over real HTTP, for paper mode, the demo and tests.
 
-It checks what Bitvavo checks, in a sensible order (headers 300-309, permissions 310/311,
-rate limits 105, then parameters, market status, sizes and balance) and answers in
-Bitvavo's shapes. `/_sim/...` is its own control API (faults, balances, market status, the
-list of orders it accepted), which only the simulator has.
+It checks what Bitvavo checks, in a sensible order (headers 300-309, rate limits 105,
+permissions 310/311, then parameters, market status, sizes and balance) and answers in
+Bitvavo's shapes, with the rate-limit headers on every answer. `/_sim/...` is its own
+unauthenticated control API (reset, faults, balances, market status, rate limit, clock skew,
+strict signing, the orders it accepted); see control.py. Only the simulator has it.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         ]
         if not any(hmac.compare_digest(signature, e) for e in expected):
             raise SimulatorError(403, 309, "The signature is invalid.")
-        return key, api_key
+        return key, api_key, int(timestamp) + window
 
     # --- the API ---
 
@@ -256,6 +257,11 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         kind = fault.kind if fault is not None else None
         if kind == "latency":
             time.sleep(fault.seconds)
+            if auth and route_key == ("POST", "/order") and state.server_time_ms() > auth[2]:
+                # Too late for the access window: the engine does not take the order.
+                raise SimulatorError(
+                    503, 108, "Your order could not be processed within the access window."
+                )
         elif kind == "ban_429":
             state.ban(bucket, state.server_time_ms() + int(fault.seconds * 1000 or 60_000))
             state.charge(bucket, 0)  # raises the 105 with its expiry

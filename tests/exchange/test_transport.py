@@ -218,3 +218,15 @@ def test_a_stale_clock_offset_is_a_rejection_then_relearned(exchange, readonly_c
     assert (caught.value.code, caught.value.bitvavo_error_code) == ("EXCHANGE_CLOCK_DRIFT", 304)
     assert readonly_client.balance(), "the next call learns the new offset"
     assert cache.get(readonly_client._transport._offset_key) < -29_000
+
+
+def test_an_order_held_up_past_the_access_window_is_not_taken(trade_client, exchange, settings):
+    settings.BITVAVO_ACCESS_WINDOW_MS = 500
+    exchange.control.inject("latency", seconds=0.8)
+    with pytest.raises(ExchangeOutcomeUnknown) as caught:
+        place(trade_client)
+    assert (caught.value.code, caught.value.bitvavo_error_code) == (
+        "EXCHANGE_NOT_PROCESSED_IN_WINDOW",
+        108,
+    )
+    assert exchange.orders() == [], "the reconciler will find nothing, and that is the truth"
