@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
+
 from .models import GptUsageLog
 
 
 @admin.register(GptUsageLog)
-class GptUsageLogAdmin(admin.ModelAdmin):
+class GptUsageLogAdmin(ReadOnlyAdmin):
     """The ledger is facts written by the budget service: read-only here."""
 
     list_display = (
@@ -20,12 +22,3 @@ class GptUsageLogAdmin(admin.ModelAdmin):
     list_filter = ("status", "model", "reason")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

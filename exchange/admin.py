@@ -1,17 +1,7 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from exchange.models import BalanceSnapshot, ExchangeCall
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ExchangeCall)

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from config.admin import ReadOnlyAdmin
 from config.errors import DomainError
 from trading import selectors, services
 from trading.models import (
@@ -28,19 +29,6 @@ from trading.models import (
     TradeProposal,
 )
 from trading.preflight import execution_claim, preflight_preview
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records: browsable, never editable."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Policy)

@@ -149,6 +149,19 @@ def _finish(
     return True
 
 
+def _fail(execution: TradeExecution, *, from_status: str, code: str, message: str, **kw) -> bool:
+    """Ends an execution as FAILED (and its proposal with it)."""
+    return _finish(
+        execution,
+        from_status=from_status,
+        to_status=Status.FAILED,
+        proposal_status=TradeProposal.Status.FAILED,
+        error_code=code,
+        error_message=message,
+        **kw,
+    )
+
+
 def _history_create(execution: TradeExecution, order: dict, now: datetime) -> None:
     amount = Decimal(order.get("filledAmount") or 0)
     amount_quote = Decimal(order.get("filledAmountQuote") or 0)
@@ -188,13 +201,11 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
             execution.status, execution.submitting_at = Status.CLAIMED, None
             retry_after = error.extra.get("retry_after_seconds", 30)
             return ExecutionOutcome(execution=execution, retry_after_seconds=retry_after)
-        _finish(
+        _fail(
             execution,
             from_status=Status.SUBMITTING,
-            to_status=Status.FAILED,
-            proposal_status=TradeProposal.Status.FAILED,
-            error_code=error.code,
-            error_message=error.message,
+            code=error.code,
+            message=error.message,
             request=request,
         )
         return ExecutionOutcome(execution=execution)
@@ -244,13 +255,11 @@ def execution_run(
         if execution.status == Status.CLAIMED:
             # A kill switch flipped or the proposal expired after the claim: nothing is sent.
             code = _guard_failure_code(execution)
-            _finish(
+            _fail(
                 execution,
                 from_status=Status.CLAIMED,
-                to_status=Status.FAILED,
-                proposal_status=TradeProposal.Status.FAILED,
-                error_code=code,
-                error_message="Stopped before sending: a guard changed after the claim.",
+                code=code,
+                message="Stopped before sending: a guard changed after the claim.",
             )
         return outcome
     return _send(execution, client or TradeClient())
@@ -295,13 +304,11 @@ def execution_reconcile(*, execution: TradeExecution, client: TradeClient) -> st
             )
             return "submitted"
         if order.get("status") in ("canceled", "cancelled", "rejected", "expired"):
-            _finish(
+            _fail(
                 execution,
                 from_status=Status.SUBMITTING,
-                to_status=Status.FAILED,
-                proposal_status=TradeProposal.Status.FAILED,
-                error_code="ORDER_NOT_FILLED",
-                error_message=f"The order ended {order.get('status')} without a fill.",
+                code="ORDER_NOT_FILLED",
+                message=f"The order ended {order.get('status')} without a fill.",
                 order=order,
             )
             return "failed"
@@ -318,13 +325,11 @@ def execution_reconcile(*, execution: TradeExecution, client: TradeClient) -> st
         milliseconds=settings.BITVAVO_ACCESS_WINDOW_MS
     ) + timedelta(seconds=settings.BITVAVO_READ_TIMEOUT)
     if attempts >= settings.EXECUTION_RECONCILE_MIN_LOOKUPS and window_passed:
-        _finish(
+        _fail(
             execution,
             from_status=Status.SUBMITTING,
-            to_status=Status.FAILED,
-            proposal_status=TradeProposal.Status.FAILED,
-            error_code="ORDER_NOT_FOUND_AFTER_TIMEOUT",
-            error_message=f"No order found after {attempts} lookups.",
+            code="ORDER_NOT_FOUND_AFTER_TIMEOUT",
+            message=f"No order found after {attempts} lookups.",
         )
         return "failed"
     return "not_found"
@@ -344,13 +349,11 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
         claimed_at__lt=now - timedelta(seconds=settings.EXECUTION_CLAIM_STALE_SECONDS),
     )
     for execution in stale_claims:
-        if _finish(
+        if _fail(
             execution,
             from_status=Status.CLAIMED,
-            to_status=Status.FAILED,
-            proposal_status=TradeProposal.Status.FAILED,
-            error_code="CLAIM_ABANDONED",
-            error_message="Claimed but never sent; nothing reached the exchange.",
+            code="CLAIM_ABANDONED",
+            message="Claimed but never sent; nothing reached the exchange.",
         ):
             counts["claim_abandoned"] = counts.get("claim_abandoned", 0) + 1
 
