@@ -1,0 +1,82 @@
+"""The web process never loads the trade client and never holds a trade key, even after
+serving every kind of request, an execute included."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.workers import database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WEB_PROCESS = """
+import json, os, sys
+import django
+django.setup()
+from django.test import Client
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+user = get_user_model().objects.get(username="alice")
+token = Token.objects.create(user=user)
+api = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+staff = Client()
+staff.force_login(get_user_model().objects.get(username="root"))
+proposal_id = int(sys.argv[1])
+statuses = [
+    api.get("/api/v1/proposals/").status_code,
+    api.get(f"/api/v1/proposals/{proposal_id}/preflight/").status_code,
+    api.post(f"/api/v1/proposals/{proposal_id}/execute/", {}, content_type="application/json")
+    .status_code,
+    api.get("/api/v1/executions/").status_code,
+    api.get("/api/v1/trading/status/").status_code,
+    staff.get("/admin/trading/tradeproposal/").status_code,
+    staff.get("/admin/trading/tradeexecution/").status_code,
+    staff.get("/healthz").status_code,
+]
+print(json.dumps({
+    "statuses": statuses,
+    "trade_client_loaded": "exchange.orders" in sys.modules,
+    "execution_engine_loaded": "trading.execution" in sys.modules,
+    "trade_key_in_env": any(k.startswith("BITVAVO_TRADE") for k in os.environ),
+}))
+"""
+
+
+def test_a_web_process_serving_requests_never_loads_the_trade_client(exchange):
+    alice = UserFactory(username="alice")
+    UserFactory(username="root", is_staff=True, is_superuser=True)
+    proposal = TradeProposalFactory(user=PolicyFactory(user=alice).user, approved=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BITVAVO_") and k != "OPENAI_API_KEY"
+    }
+    env.update(
+        DATABASE_URL=database_url(),
+        ORACLE_ROLE="web",
+        BITVAVO_API_URL=exchange.api_url,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        ALLOWED_HOSTS="testserver",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_PROCESS, str(proposal.pk)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == [200, 200, 202, 200, 200, 200, 200, 200]
+    assert report["trade_client_loaded"] is False
+    assert report["execution_engine_loaded"] is False
+    assert report["trade_key_in_env"] is False
+    assert exchange.orders() == [], "the web process claimed; it sent nothing"
