@@ -36,6 +36,9 @@ api_v1 = [
         name="execution-detail",
     ),
     path("trading/status/", apis.TradingStatusApi.as_view(), name="trading-status"),
+    path("scan-jobs/", apis.ScanJobListApi.as_view(), name="scan-job-list"),
+    path("scan-jobs/<int:job_id>/", apis.ScanJobDetailApi.as_view(), name="scan-job-detail"),
+    path("budget/", apis.BudgetApi.as_view(), name="budget"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

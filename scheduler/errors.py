@@ -28,3 +28,12 @@ class AdvisorOutputInvalid(ScanError):
     """The advisor answered, but not with a valid proposal or "no trade"; never stored."""
 
     code = "ADVISOR_OUTPUT_INVALID"
+
+
+class ScanJobInvalid(ScanError):
+    code = "SCAN_JOB_INVALID"
+
+
+class ScanJobNotFound(ScanError):
+    code = "SCAN_JOB_NOT_FOUND"
+    http_status = 404

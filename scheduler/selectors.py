@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from scheduler.errors import ScanJobNotFound
 from scheduler.models import ScanJob
 
 
@@ -25,3 +26,14 @@ def scan_jobs_status(*, now: datetime | None = None) -> dict:
         expired_leases=Count("pk", filter=leased & Q(lock_expires_at__lte=now)),
         failing=Count("pk", filter=Q(consecutive_failures__gt=0)),
     )
+
+
+def scan_job_list(*, user):
+    return ScanJob.objects.for_user(user).order_by("pk")
+
+
+def scan_job_get(*, user, job_id: int) -> ScanJob:
+    job = ScanJob.objects.for_user(user).filter(pk=job_id).first()
+    if job is None:
+        raise ScanJobNotFound(f"No scan job #{job_id}.")
+    return job

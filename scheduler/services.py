@@ -30,12 +30,18 @@ from budget.services import budget_admit, budget_close
 from config.errors import DomainError
 from exchange.readonly import ReadonlyClient
 from scheduler.advisors import Advice, advice_parse, advisor_get
-from scheduler.errors import AdvisorOutputInvalid, ScanError, ScanJobLocked, ScanLeaseLost
+from scheduler.errors import (
+    AdvisorOutputInvalid,
+    ScanError,
+    ScanJobInvalid,
+    ScanJobLocked,
+    ScanLeaseLost,
+)
 from scheduler.market import market_snapshot_build
 from scheduler.models import ScanJob
 from trading.models import TradeProposal
 from trading.selectors import policy_get_for_user
-from trading.services import proposal_create
+from trading.services import MARKET_PATTERN, proposal_create
 
 logger = logging.getLogger(__name__)
 
@@ -376,3 +382,52 @@ def _scan_proposal_store(*, job: ScanJob, lock_token: uuid.UUID, advice: Advice)
             source=TradeProposal.Source.SCAN,
             scan_job=job,
         )
+
+
+MAX_MARKETS_PER_JOB = 20
+MAX_INTERVAL_MINUTES = 7 * 24 * 60
+
+
+def _scan_job_fields(*, markets=None, interval_minutes=None) -> dict:
+    """Checks the user-settable fields of a scan job; raises ScanJobInvalid naming the field."""
+    fields = {}
+    if markets is not None:
+        if not isinstance(markets, list) or not 1 <= len(markets) <= MAX_MARKETS_PER_JOB:
+            raise ScanJobInvalid(
+                f"markets must be a list of 1 to {MAX_MARKETS_PER_JOB} markets.",
+                extra={"field": "markets"},
+            )
+        cleaned = [m.strip().upper() for m in markets if isinstance(m, str)]
+        if len(cleaned) != len(markets) or not all(MARKET_PATTERN.match(m) for m in cleaned):
+            raise ScanJobInvalid("Every market must look like BTC-EUR.", extra={"field": "markets"})
+        fields["markets"] = list(dict.fromkeys(cleaned))
+    if interval_minutes is not None:
+        if (
+            isinstance(interval_minutes, bool)
+            or not isinstance(interval_minutes, int)
+            or not (1 <= interval_minutes <= MAX_INTERVAL_MINUTES)
+        ):
+            raise ScanJobInvalid(
+                f"interval_minutes must be a whole number from 1 to {MAX_INTERVAL_MINUTES}.",
+                extra={"field": "interval_minutes"},
+            )
+        fields["interval_minutes"] = interval_minutes
+    return fields
+
+
+def scan_job_create(*, user, markets: list, interval_minutes: int = 15) -> ScanJob:
+    fields = _scan_job_fields(markets=markets, interval_minutes=interval_minutes)
+    return ScanJob.objects.create(user=user, **fields)
+
+
+def scan_job_update(
+    *, job: ScanJob, markets: list | None = None, interval_minutes=None, enabled=None
+) -> ScanJob:
+    """Changes what and how often a job scans; the lease fields belong to the scheduler."""
+    fields = _scan_job_fields(markets=markets, interval_minutes=interval_minutes)
+    if enabled is not None:
+        fields["enabled"] = bool(enabled)
+    if fields:
+        ScanJob.objects.filter(pk=job.pk).update(**fields, updated_at=timezone.now())
+        job.refresh_from_db()
+    return job
