@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from scheduler.services import scan_job_lease_break
+
 from .models import ScanJob
 
 
@@ -18,6 +20,7 @@ class ScanJobAdmin(admin.ModelAdmin):
     )
     list_filter = ("enabled",)
     list_select_related = ("user",)
+    actions = ("release_lease",)
     # Leases are written only by the dispatcher and the workers (compare-and-set on the token).
     readonly_fields = (
         "locked_at",
@@ -29,3 +32,11 @@ class ScanJobAdmin(admin.ModelAdmin):
         "last_error",
         "consecutive_failures",
     )
+
+    @admin.action(description="Release the lease of the selected jobs (stuck scans)")
+    def release_lease(self, request, queryset):
+        released = sum(
+            scan_job_lease_break(job_id=job_id, actor=request.user)
+            for job_id in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"Released {released} lease(s); those jobs are due now.")

@@ -431,3 +431,15 @@ def scan_job_update(
         ScanJob.objects.filter(pk=job.pk).update(**fields, updated_at=timezone.now())
         job.refresh_from_db()
     return job
+
+
+def scan_job_lease_break(*, job_id: int, actor) -> bool:
+    """Frees a stuck lease now, for an operator. The old holder's token stops matching, so it
+    can neither store a proposal nor release; the job is due again at once."""
+    now = timezone.now()
+    broken = ScanJob.objects.filter(pk=job_id, lock_token__isnull=False).update(
+        **_lease_cleared(), next_run_at=now, updated_at=now
+    )
+    if broken:
+        logger.warning("lease of scan job %s broken by %s", job_id, actor)
+    return bool(broken)
