@@ -1,0 +1,62 @@
+"""The operator's dashboard in the admin: where every guard stands today, on one page."""
+
+from datetime import timedelta
+
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from budget.models import GptUsageLog
+from scheduler.models import ScanJob
+from scheduler.selectors import scan_jobs_status
+from trading.models import Policy, TradeExecution
+from trading.selectors import emergency_stop_get
+
+
+def dashboard_summary() -> dict:
+    now = timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    hour_ago = now - timedelta(hours=1)
+    live = ~Q(user__trade_executions__status=TradeExecution.Status.FAILED)
+    users = (
+        Policy.objects.select_related("user")
+        .annotate(
+            trades_today=Count(
+                "user__trade_executions",
+                filter=live & Q(user__trade_executions__claimed_at__gte=day_start),
+                distinct=True,
+            ),
+            trades_hour=Count(
+                "user__trade_executions",
+                filter=live & Q(user__trade_executions__claimed_at__gt=hour_ago),
+                distinct=True,
+            ),
+            llm_today=Count(
+                "user__gpt_usage",
+                filter=Q(user__gpt_usage__status__in=GptUsageLog.COUNTED)
+                & Q(user__gpt_usage__created_at__gte=day_start),
+                distinct=True,
+            ),
+        )
+        .order_by("user__username")
+    )
+    executions = dict(
+        TradeExecution.objects.filter(claimed_at__gte=day_start)
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    return {
+        "now": now,
+        "emergency_stop": emergency_stop_get(),
+        "users": users,
+        "executions_today": executions,
+        "submitting": TradeExecution.objects.filter(status="SUBMITTING").count(),
+        "scans": scan_jobs_status(now=now),
+        "jobs": ScanJob.objects.select_related("user").order_by("-last_finished_at")[:50],
+    }
+
+
+def dashboard_view(request):
+    context = {**admin.site.each_context(request), "title": "Dashboard", **dashboard_summary()}
+    return TemplateResponse(request, "admin/dashboard.html", context)

@@ -1,0 +1,35 @@
+import pytest
+
+from tests.factories import (
+    GptUsageLogFactory,
+    PolicyFactory,
+    ScanJobFactory,
+    TradeExecutionFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_dashboard_shows_trades_against_caps_llm_use_and_scans(client):
+    policy = PolicyFactory(user=UserFactory(username="alice"), max_daily_trades=5)
+    for _ in range(2):
+        TradeExecutionFactory(proposal__user=policy.user)
+    TradeExecutionFactory(proposal__user=policy.user, status="FAILED", error_code="X")
+    GptUsageLogFactory(user=policy.user, status="RESERVED")
+    ScanJobFactory(user=policy.user, last_error="boom")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    page = client.get("/admin/dashboard/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "<td>2 / 5</td>" in text, "failed executions do not count against the cap"
+    assert "<td>1 / 48</td>" in text
+    assert "<td>CLAIMED</td><td>2</td>" in text and "<td>FAILED</td><td>1</td>" in text
+    assert "boom" in text
+
+
+def test_the_dashboard_is_for_staff_only(client):
+    client.force_login(UserFactory())
+    assert client.get("/admin/dashboard/").status_code == 302
