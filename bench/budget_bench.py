@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import recreate_database  # noqa: E402 - needs the path above
+
 BENCH_DB = os.environ.get(
     "BENCH_BUDGET_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_bench_budget"
 )
@@ -46,15 +48,6 @@ HISTORY = """
            now() - n * interval '35 minutes', now() - n * interval '35 minutes'
       FROM generate_series(1, 40) AS n
 """
-
-
-def recreate_database(name: str) -> None:
-    import psycopg
-
-    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def use_database(name: str) -> None:
@@ -113,7 +106,7 @@ def main() -> None:
     databases = {f"{base}_1k": 1000, f"{base}_1m": args.big_rows}
     users, sizes = {}, {}
     for name, rows in databases.items():
-        recreate_database(name)
+        recreate_database(BENCH_DB.rsplit("/", 1)[0] + f"/{name}")
         use_database(name)
         users[name] = populate(rows)
         sizes[name] = GptUsageLog.objects.count()

@@ -24,6 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import recreate_database  # noqa: E402 - needs the path above
+
 BENCH_DB = os.environ.get(
     "BENCH_CLAIM_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_bench_claim"
 )
@@ -45,16 +47,6 @@ BARE_CLAIM = """
                FOR UPDATE SKIP LOCKED)
     RETURNING id
 """
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def claim_with_service(owner: str, batch: int) -> list[int]:
@@ -135,7 +127,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    recreate_database()
+    recreate_database(BENCH_DB)
     import django
 
     django.setup()

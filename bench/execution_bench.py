@@ -22,21 +22,13 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import recreate_database  # noqa: E402 - needs the path above
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_bench")
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/9")
 os.environ["ORACLE_ROLE"] = "execute"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def free_port() -> int:
@@ -66,7 +58,7 @@ def main() -> None:
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    recreate_database()
+    recreate_database(BENCH_DB)
     import django
 
     django.setup()

@@ -149,6 +149,18 @@ def _finish(
     return True
 
 
+def _succeed(execution: TradeExecution, order: dict, **kw) -> bool:
+    """SUBMITTING -> SUBMITTED with its history, and the proposal EXECUTED."""
+    return _finish(
+        execution,
+        from_status=Status.SUBMITTING,
+        to_status=Status.SUBMITTED,
+        proposal_status=TradeProposal.Status.EXECUTED,
+        order=order,
+        **kw,
+    )
+
+
 def _fail(execution: TradeExecution, *, from_status: str, code: str, message: str, **kw) -> bool:
     """Ends an execution as FAILED (and its proposal with it)."""
     return _finish(
@@ -212,14 +224,7 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
     except Exception as error:
         # Our own failure after the request may have gone out: treat it as unknown too.
         return _outcome_unknown(execution, request, error)
-    _finish(
-        execution,
-        from_status=Status.SUBMITTING,
-        to_status=Status.SUBMITTED,
-        proposal_status=TradeProposal.Status.EXECUTED,
-        order=order,
-        request=request,
-    )
+    _succeed(execution, order, request=request)
     return ExecutionOutcome(execution=execution)
 
 
@@ -295,13 +300,7 @@ def execution_reconcile(*, execution: TradeExecution, client: TradeClient) -> st
     if order is not None:
         filled = Decimal(str(order.get("filledAmount") or 0)) > 0
         if filled:
-            _finish(
-                execution,
-                from_status=Status.SUBMITTING,
-                to_status=Status.SUBMITTED,
-                proposal_status=TradeProposal.Status.EXECUTED,
-                order=order,
-            )
+            _succeed(execution, order)
             return "submitted"
         if order.get("status") in ("canceled", "cancelled", "rejected", "expired"):
             _fail(

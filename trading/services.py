@@ -242,11 +242,17 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
     return stop
 
 
+def _policy_lock(*, user) -> Policy:
+    """The user's policy row, created with the defaults if needed, locked: it is also the
+    per-user execution lock, so a change waits for a running claim."""
+    Policy.objects.get_or_create(user=user)
+    return Policy.objects.select_for_update().get(user=user)
+
+
 def policy_update(*, user, changes: dict) -> Policy:
     """Changes a user's policy; an incoherent result is refused with the rule's stable code."""
     with transaction.atomic():
-        policy_get_for_user(user=user)
-        policy = Policy.objects.select_for_update().get(user=user)
+        policy = _policy_lock(user=user)
         for name, value in changes.items():
             setattr(policy, name, value)
         try:
@@ -264,9 +270,7 @@ def policy_update(*, user, changes: dict) -> Policy:
 
 @transaction.atomic
 def policy_trading_set(*, user, enabled: bool) -> Policy:
-    # The policy row is the per-user execution lock: flipping it waits for a running claim.
-    policy_get_for_user(user=user)
-    policy = Policy.objects.select_for_update().get(user=user)
+    policy = _policy_lock(user=user)
     policy.trading_enabled = enabled
     policy.save(update_fields=["trading_enabled", "updated_at"])
     return policy
