@@ -23,8 +23,7 @@ def budget_usage_counts(*, user_id: int, now: datetime) -> tuple[int, int]:
     """Calls that count against the budget (RESERVED, SUCCEEDED, FAILED): (today, last hour)."""
     day_start, hour_start = budget_windows(now=now)
     # One index range scan on (user, created_at) covering both windows.
-    counts = GptUsageLog.objects.filter(
-        user_id=user_id,
+    counts = GptUsageLog.objects.for_user(user_id).filter(
         status__in=GptUsageLog.COUNTED,
         created_at__gte=min(day_start, hour_start),
     ).aggregate(
@@ -41,7 +40,7 @@ def budget_usage_summary(
     now = now or timezone.now()
     counted = Q(status__in=GptUsageLog.COUNTED)
     rows = (
-        GptUsageLog.objects.filter(user_id=user_id, created_at__gt=now - DAY)
+        GptUsageLog.objects.for_user(user_id).filter(created_at__gt=now - DAY)
         .values("reason", "model")
         .annotate(
             calls=Count("pk", filter=counted),

@@ -15,6 +15,7 @@ from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from config.scoping import system_scope_view
 from trading.models import TradeExecution
 
 
@@ -65,6 +66,7 @@ class DatabaseCollector:
         yield age
 
 
+@system_scope_view
 def metrics(request):
     registry = CollectorRegistry()
     registry.register(DatabaseCollector())

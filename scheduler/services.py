@@ -428,7 +428,7 @@ def scan_job_update(
     if enabled is not None:
         fields["enabled"] = bool(enabled)
     if fields:
-        ScanJob.objects.filter(pk=job.pk).update(**fields, updated_at=timezone.now())
+        ScanJob.objects.visible().filter(pk=job.pk).update(**fields, updated_at=timezone.now())
         job.refresh_from_db()
     return job
 

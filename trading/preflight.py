@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from config.scoping import scope_system
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
 from exchange.selectors import balance_latest
@@ -97,15 +98,18 @@ def balance_facts(proposal: TradeProposal, now: datetime) -> BalanceFacts | None
         if price is None:
             return None
         available = available * price
-    claimed_since = TradeExecution.objects.filter(
-        side=proposal.side,
-        market__endswith=f"-{quote}",
-        status__in=LIVE_EXECUTION_STATUSES,
-        claimed_at__gt=fetched_at,
-    )
-    if proposal.side == "sell":
-        claimed_since = claimed_since.filter(market__startswith=f"{base}-")
-    spent = claimed_since.aggregate(total=Sum("amount_eur"))["total"] or Decimal("0")
+    # All users trade through one exchange account, so every user's claims count: in a
+    # user's request this one sum reads across users (only the total leaves the database).
+    with scope_system():
+        claimed_since = TradeExecution.objects.visible().filter(
+            side=proposal.side,
+            market__endswith=f"-{quote}",
+            status__in=LIVE_EXECUTION_STATUSES,
+            claimed_at__gt=fetched_at,
+        )
+        if proposal.side == "sell":
+            claimed_since = claimed_since.filter(market__startswith=f"{base}-")
+        spent = claimed_since.aggregate(total=Sum("amount_eur"))["total"] or Decimal("0")
     return BalanceFacts(available_eur=available - spent, as_of=fetched_at)
 
 
@@ -138,9 +142,11 @@ def _recent_trades(*, user_id: int, now: datetime, policy: Policy) -> tuple[Rece
         timedelta(minutes=policy.cooldown_minutes),
         timedelta(minutes=policy.anti_flip_minutes),
     )
-    rows = TradeExecution.objects.filter(
-        user_id=user_id, claimed_at__gte=now - window, status__in=LIVE_EXECUTION_STATUSES
-    ).values_list("market", "side", "claimed_at")
+    rows = (
+        TradeExecution.objects.for_user(user_id)
+        .filter(claimed_at__gte=now - window, status__in=LIVE_EXECUTION_STATUSES)
+        .values_list("market", "side", "claimed_at")
+    )
     return tuple(RecentTrade(market=m, side=s, at=at) for m, s, at in rows)
 
 
@@ -179,7 +185,7 @@ def preflight_preview(*, proposal: TradeProposal) -> PreflightResult:
     now = timezone.now()
     context = preflight_context_build(
         proposal=proposal,
-        policy=Policy.objects.filter(user_id=proposal.user_id).first(),
+        policy=Policy.objects.for_user(proposal.user_id).first(),
         now=now,
         market=market_facts(proposal.market),
         balance=balance_facts(proposal, now),
@@ -207,7 +213,7 @@ class ExecutionOutcome:
 
 def _proposal_with_execution(proposal_id: int) -> tuple[TradeProposal, int | None]:
     """The proposal and the id of its execution, if any, in one query."""
-    proposal = TradeProposal.objects.annotate(
+    proposal = TradeProposal.objects.visible().annotate(
         execution_id=Subquery(
             TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
         )
@@ -227,7 +233,7 @@ def execution_claim(
     """
     proposal, execution_id = _proposal_with_execution(proposal_id)
     if execution_id is not None:
-        return ExecutionOutcome(execution=TradeExecution.objects.get(pk=execution_id))
+        return ExecutionOutcome(execution=TradeExecution.objects.visible().get(pk=execution_id))
 
     # Read from the exchange before taking the lock, so the lock is held for milliseconds.
     now = timezone.now()
@@ -238,10 +244,10 @@ def execution_claim(
         with transaction.atomic():
             # The policy row is the per-user lock. No policy: nothing to lock, and the
             # kill-switch rule refuses (the default policy has trading off).
-            policy = Policy.objects.select_for_update().filter(user_id=proposal.user_id).first()
+            policy = Policy.objects.for_user(proposal.user_id).select_for_update().first()
             proposal, execution_id = _proposal_with_execution(proposal_id)
             if execution_id is not None:
-                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=execution_id))
+                return ExecutionOutcome(execution=TradeExecution.objects.visible().get(pk=execution_id))
 
             now = timezone.now()
             context = preflight_context_build(
@@ -278,5 +284,5 @@ def execution_claim(
             )
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.
-        return ExecutionOutcome(execution=TradeExecution.objects.get(proposal_id=proposal_id))
+        return ExecutionOutcome(execution=TradeExecution.objects.visible().get(proposal_id=proposal_id))
     return ExecutionOutcome(execution=execution, created=True, preflight=preflight)

@@ -13,7 +13,7 @@ from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 
 def policy_get_for_user(*, user) -> Policy:
     """The user's policy; without one, the default (trading off, nothing allowed), unsaved."""
-    return Policy.objects.filter(user=user).first() or Policy(user=user)
+    return Policy.objects.for_user(user).first() or Policy(user=user)
 
 
 def proposal_list(*, user, status: str | None = None, market: str | None = None) -> QuerySet:

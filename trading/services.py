@@ -110,10 +110,11 @@ def _proposal_transition(
     *, proposal_id: int, user, from_statuses: tuple[str, ...], fields: dict
 ) -> TradeProposal:
     """Compare-and-set on the proposal's status; a stale view gets PROPOSAL_STATE_CONFLICT."""
-    changed = TradeProposal.objects.filter(pk=proposal_id, status__in=from_statuses).update(
+    proposals = TradeProposal.objects.visible()
+    changed = proposals.filter(pk=proposal_id, status__in=from_statuses).update(
         **fields, updated_at=timezone.now()
     )
-    proposal = TradeProposal.objects.get(pk=proposal_id)
+    proposal = proposals.get(pk=proposal_id)
     if not changed:
         raise ProposalStateConflict(
             f"Proposal #{proposal_id} is {proposal.status}, not {' or '.join(from_statuses)}.",
@@ -245,8 +246,9 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
 def _policy_lock(*, user) -> Policy:
     """The user's policy row, created with the defaults if needed, locked: it is also the
     per-user execution lock, so a change waits for a running claim."""
-    Policy.objects.get_or_create(user=user)
-    return Policy.objects.select_for_update().get(user=user)
+    policies = Policy.objects.for_user(user)
+    policies.get_or_create(user=user)
+    return policies.select_for_update().get()
 
 
 def policy_update(*, user, changes: dict) -> Policy:
