@@ -79,6 +79,8 @@ class GptBudgetLock(models.Model):
     )
     admissions = models.PositiveBigIntegerField(default=0)
 
+    objects = UserOwnedQuerySet.as_manager()
+
     class Meta:
         db_table = "gpt_budget_locks"
 

@@ -23,12 +23,16 @@ def budget_usage_counts(*, user_id: int, now: datetime) -> tuple[int, int]:
     """Calls that count against the budget (RESERVED, SUCCEEDED, FAILED): (today, last hour)."""
     day_start, hour_start = budget_windows(now=now)
     # One index range scan on (user, created_at) covering both windows.
-    counts = GptUsageLog.objects.for_user(user_id).filter(
-        status__in=GptUsageLog.COUNTED,
-        created_at__gte=min(day_start, hour_start),
-    ).aggregate(
-        today=Count("pk", filter=Q(created_at__gte=day_start)),
-        hour=Count("pk", filter=Q(created_at__gt=hour_start)),
+    counts = (
+        GptUsageLog.objects.for_user(user_id)
+        .filter(
+            status__in=GptUsageLog.COUNTED,
+            created_at__gte=min(day_start, hour_start),
+        )
+        .aggregate(
+            today=Count("pk", filter=Q(created_at__gte=day_start)),
+            hour=Count("pk", filter=Q(created_at__gt=hour_start)),
+        )
     )
     return counts["today"], counts["hour"]
 
@@ -40,7 +44,8 @@ def budget_usage_summary(
     now = now or timezone.now()
     counted = Q(status__in=GptUsageLog.COUNTED)
     rows = (
-        GptUsageLog.objects.for_user(user_id).filter(created_at__gt=now - DAY)
+        GptUsageLog.objects.for_user(user_id)
+        .filter(created_at__gt=now - DAY)
         .values("reason", "model")
         .annotate(
             calls=Count("pk", filter=counted),

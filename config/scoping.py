@@ -88,7 +88,9 @@ def scope_enter(scope: Scope) -> None:
 
 
 def scope_enter_user(user) -> None:
-    scope_enter(Scope(USER, user.pk) if user is not None and user.is_authenticated else Scope(NOBODY))
+    scope_enter(
+        Scope(USER, user.pk) if user is not None and user.is_authenticated else Scope(NOBODY)
+    )
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
+import io
 import os
 
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.db import connection
 
 from exchange.simulator.server import SimulatorServer
@@ -28,6 +30,14 @@ def _emergency_stop_row(request):
     from trading.models import EmergencyStop
 
     EmergencyStop.objects.get_or_create(id=EmergencyStop.SINGLETON_ID)
+
+
+@pytest.fixture(scope="session")
+def database_roles(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """The web and worker roles (`manage.py db_roles`) on the test database."""
+    with django_db_blocker.unblock():
+        call_command("db_roles", stdout=io.StringIO())
+    return {"web": "oracle_web", "worker": "oracle_worker"}
 
 
 @pytest.fixture(scope="session")

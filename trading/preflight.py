@@ -213,11 +213,15 @@ class ExecutionOutcome:
 
 def _proposal_with_execution(proposal_id: int) -> tuple[TradeProposal, int | None]:
     """The proposal and the id of its execution, if any, in one query."""
-    proposal = TradeProposal.objects.visible().annotate(
-        execution_id=Subquery(
-            TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
+    proposal = (
+        TradeProposal.objects.visible()
+        .annotate(
+            execution_id=Subquery(
+                TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
+            )
         )
-    ).get(pk=proposal_id)
+        .get(pk=proposal_id)
+    )
     return proposal, proposal.execution_id
 
 
@@ -247,7 +251,9 @@ def execution_claim(
             policy = Policy.objects.for_user(proposal.user_id).select_for_update().first()
             proposal, execution_id = _proposal_with_execution(proposal_id)
             if execution_id is not None:
-                return ExecutionOutcome(execution=TradeExecution.objects.visible().get(pk=execution_id))
+                return ExecutionOutcome(
+                    execution=TradeExecution.objects.visible().get(pk=execution_id)
+                )
 
             now = timezone.now()
             context = preflight_context_build(
@@ -284,5 +290,7 @@ def execution_claim(
             )
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.
-        return ExecutionOutcome(execution=TradeExecution.objects.visible().get(proposal_id=proposal_id))
+        return ExecutionOutcome(
+            execution=TradeExecution.objects.visible().get(proposal_id=proposal_id)
+        )
     return ExecutionOutcome(execution=execution, created=True, preflight=preflight)

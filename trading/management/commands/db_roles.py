@@ -48,9 +48,7 @@ class Command(BaseCommand):
 
     def _role(self, role: str, password: str | None, database: str) -> None:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role]
-            )
+            cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role])
             existing = cursor.fetchone()
         name = sql.Identifier(role)
         if existing is None:
