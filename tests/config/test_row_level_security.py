@@ -12,20 +12,22 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
 from budget.models import GptBudgetLock
+from config.celery import app
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
     ProposalEventFactory,
     ScanJobFactory,
     TradeHistoryFactory,
+    TradeProposalFactory,
     UserFactory,
 )
-from trading.models import ProposalEvent, TradeProposal
+from tests.workers import celery_worker, database_url, wait_for
+from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
 
 USER_OWNED_TABLES = importlib.import_module(
     "trading.migrations.0006_row_level_security"
@@ -95,14 +97,6 @@ def refused(statement: str, params: list) -> bool:
         assert "row-level security" in str(error), error
         return True
     return False
-
-
-def role_conninfo(role: str) -> str:
-    db = settings.DATABASES["default"]
-    return (
-        f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} "
-        f"dbname={db['NAME']} user={role}"
-    )
 
 
 @pytest.mark.django_db
@@ -201,7 +195,7 @@ def test_real_connections_web_fails_closed_worker_sees_all_and_neither_can_lift_
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     owned_rows(alice)
     owned_rows(bob)
-    with psycopg.connect(role_conninfo(database_roles["web"]), autocommit=True) as web:
+    with psycopg.connect(database_url(database_roles["web"]), autocommit=True) as web:
         assert web.execute("SELECT current_user").fetchone() == ("oracle_web",)
         assert web.execute("SELECT count(*) FROM trade_executions").fetchone() == (0,)
         _scope_set(web.cursor(), "user", alice.pk)
@@ -209,10 +203,34 @@ def test_real_connections_web_fails_closed_worker_sees_all_and_neither_can_lift_
         assert rows == [(alice.pk,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             web.execute("ALTER TABLE trade_executions NO FORCE ROW LEVEL SECURITY")
-    with psycopg.connect(role_conninfo(database_roles["worker"]), autocommit=True) as worker:
+    with psycopg.connect(database_url(database_roles["worker"]), autocommit=True) as worker:
         # The worker role's sessions start in the system scope (a role setting).
         assert worker.execute("SELECT current_setting('oracle.scope')").fetchone() == ("system",)
         rows = worker.execute("SELECT user_id FROM trade_proposals ORDER BY user_id").fetchall()
         assert rows == [(alice.pk,), (bob.pk,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             worker.execute("ALTER TABLE trade_proposals DISABLE ROW LEVEL SECURITY")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_execute_worker_connected_as_the_worker_role_does_its_work(database_roles, exchange):
+    policy = PolicyFactory()
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+    TradeProposalFactory()  # another user's row the worker may see too
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("execute")
+    env = {
+        "DATABASE_URL": database_url(database_roles["worker"]),
+        "ORACLE_ROLE": "execute",
+        "BITVAVO_API_URL": exchange.api_url,
+        "BITVAVO_READONLY_KEY": "",
+        "BITVAVO_READONLY_SECRET": "",
+        **exchange.server.trade_env(),
+    }
+    with celery_worker(queue="execute", env=env) as worker:
+        app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        wait_for(lambda: worker.log().count("succeeded in") >= 1, what="the execute task")
+    execution = TradeExecution.objects.get(proposal=proposal)
+    assert execution.status == TradeExecution.Status.SUBMITTED, worker.log()
+    assert TradeHistory.objects.filter(execution=execution).count() == 1
+    assert len(exchange.orders()) == 1

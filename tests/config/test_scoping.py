@@ -185,9 +185,7 @@ def test_a_web_process_connected_as_the_web_role_shows_each_user_only_their_rows
     token = Token.objects.create(user=alice)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BITVAVO_")}
     env.update(
-        DATABASE_URL=database_url().replace(
-            f"//{connection.settings_dict['USER']}", f"//{database_roles['web']}", 1
-        ),
+        DATABASE_URL=database_url(database_roles["web"]),
         ORACLE_ROLE="web",
         BITVAVO_API_URL=exchange.api_url,
         DJANGO_SETTINGS_MODULE="config.settings",
