@@ -25,6 +25,7 @@ nothing set (which sees nothing).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -55,11 +56,6 @@ class Scope:
 _current: ContextVar[Scope | None] = ContextVar("oracle_request_scope", default=None)
 
 
-def scope_current() -> Scope | None:
-    """The request scope, or None outside a request (workers, commands)."""
-    return _current.get()
-
-
 def _database_scope_set(scope: Scope) -> None:
     if connection.vendor != "postgresql":
         return  # SQLite (the demo) has no row-level security
@@ -88,9 +84,8 @@ def scope_enter(scope: Scope) -> None:
 
 
 def scope_enter_user(user) -> None:
-    scope_enter(
-        Scope(USER, user.pk) if user is not None and user.is_authenticated else Scope(NOBODY)
-    )
+    """The authenticated `user`'s scope, once DRF knows who it is."""
+    scope_enter(Scope(USER, user.pk))
 
 
 @contextlib.contextmanager
@@ -128,6 +123,7 @@ def scope_system() -> Iterator[None]:
 def system_scope_view(view):
     """For operational views that report on every user's rows (metrics), never user data."""
 
+    @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         scope_enter(Scope(SYSTEM))
         return view(request, *args, **kwargs)

@@ -22,6 +22,7 @@ left messages in it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -158,6 +159,28 @@ def celery_beat(
         env=env,
         ready_line="beat: Starting",
     )
+
+
+def web_process_report(script: str, *args: str, env: dict[str, str]) -> dict:
+    """Runs `script` in a fresh web-role Python process with `env` (no exchange or LLM keys
+    from this process's environment) and returns the JSON object its last output line prints."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BITVAVO_") and k != "OPENAI_API_KEY"
+    }
+    environment.update(ORACLE_ROLE="web", DJANGO_SETTINGS_MODULE="config.settings", **env)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float = 60, what: str = "condition"):

@@ -1,16 +1,10 @@
 """The web process never loads the trade client and never holds a trade key, even after
 serving every kind of request, an execute included."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
-from tests.workers import database_url
+from tests.workers import database_url, web_process_report
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,29 +46,15 @@ def test_a_web_process_serving_requests_never_loads_the_trade_client(exchange):
     alice = UserFactory(username="alice")
     UserFactory(username="root", is_staff=True, is_superuser=True)
     proposal = TradeProposalFactory(user=PolicyFactory(user=alice).user, approved=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BITVAVO_") and k != "OPENAI_API_KEY"
-    }
-    env.update(
-        DATABASE_URL=database_url(),
-        ORACLE_ROLE="web",
-        BITVAVO_API_URL=exchange.api_url,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        ALLOWED_HOSTS="testserver",
+    report = web_process_report(
+        WEB_PROCESS,
+        str(proposal.pk),
+        env={
+            "DATABASE_URL": database_url(),
+            "BITVAVO_API_URL": exchange.api_url,
+            "ALLOWED_HOSTS": "testserver",
+        },
     )
-    result = subprocess.run(
-        [sys.executable, "-c", WEB_PROCESS, str(proposal.pk)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["statuses"] == [200, 200, 202, 200, 200, 200, 200, 200]
     assert report["trade_client_loaded"] is False
     assert report["execution_engine_loaded"] is False

@@ -3,12 +3,6 @@ connects as the web role."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.db import connection
 from django.db.models import Count
@@ -26,7 +20,7 @@ from config.scoping import (
     scope_system,
 )
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
-from tests.workers import database_url
+from tests.workers import database_url, web_process_report
 from trading.models import TradeProposal
 
 
@@ -183,25 +177,17 @@ def test_a_web_process_connected_as_the_web_role_shows_each_user_only_their_rows
     alice_approved = TradeProposalFactory(user=alice, approved=True)
     bob_pending = TradeProposalFactory(user=bob)
     token = Token.objects.create(user=alice)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BITVAVO_")}
-    env.update(
-        DATABASE_URL=database_url(database_roles["web"]),
-        ORACLE_ROLE="web",
-        BITVAVO_API_URL=exchange.api_url,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        ALLOWED_HOSTS="testserver",
+    report = web_process_report(
+        WEB_PROCESS,
+        token.key,
+        str(bob_pending.pk),
+        str(alice_approved.pk),
+        env={
+            "DATABASE_URL": database_url(database_roles["web"]),
+            "BITVAVO_API_URL": exchange.api_url,
+            "ALLOWED_HOSTS": "testserver",
+        },
     )
-    result = subprocess.run(
-        [sys.executable, "-c", WEB_PROCESS, token.key, str(bob_pending.pk), str(alice_approved.pk)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     alice_ids = sorted([alice_pending.pk, alice_approved.pk])
     assert report["role"] == database_roles["web"]
     # First layer: the API selects by user; another user's proposal is a 404, unchanged.
