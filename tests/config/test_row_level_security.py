@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 from decimal import Decimal
 
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
@@ -126,6 +128,15 @@ def test_the_web_role_is_neither_superuser_nor_owner_and_every_user_owned_table_
     for table, (owner, row_security, forced) in tables.items():
         assert owner not in database_roles.values(), table
         assert row_security and forced, table
+
+
+@pytest.mark.django_db
+def test_db_roles_refuses_a_role_that_would_skip_row_security(database_roles):
+    with connection.cursor() as cursor:
+        # Created inside the test's transaction, so it disappears with the rollback.
+        cursor.execute("CREATE ROLE oracle_probe_bypass LOGIN BYPASSRLS")
+    with pytest.raises(CommandError, match="bypasses row-level security"):
+        call_command("db_roles", web_role="oracle_probe_bypass", stdout=io.StringIO())
 
 
 @pytest.mark.django_db

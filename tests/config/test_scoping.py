@@ -154,6 +154,7 @@ with override_settings(ROOT_URLCONF="tests.config.forgetful_urls"):
         ).status_code,
         "raw_alice": alice.get("/forgetful/raw/").json()["ids"],
         "raw_anonymous": anonymous.get("/forgetful/raw/").json()["ids"],
+        "raw_staff_outside_admin": staff.get("/forgetful/raw/").json()["ids"],
         "orm_alice": outcome(alice, "/forgetful/orm/"),
         "admin_page": staff.get("/admin/trading/tradeproposal/").content.decode(),
         "metrics": anonymous.get("/metrics").content.decode(),
@@ -202,6 +203,8 @@ def test_a_web_process_connected_as_the_web_role_shows_each_user_only_their_rows
     # nothing when nobody is signed in; the ORM version is stopped by the guard first.
     assert report["raw_alice"] == alice_ids
     assert report["raw_anonymous"] == []
+    # Staff see every user's rows in the admin only; elsewhere only their own (none here).
+    assert report["raw_staff_outside_admin"] == []
     assert report["orm_alice"] == "UnscopedQueryError"
     # The admin works in the staff scope, /metrics in the system scope: every user's rows.
     for proposal in (alice_pending, alice_approved, bob_pending):
