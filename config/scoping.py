@@ -203,6 +203,21 @@ class UserOwnedQuerySet(models.QuerySet):
         clone._scoped = self._scoped
         return clone
 
+    # Combinations that widen a result are scoped only if every part is.
+    def _scoped_if_all(self, combined, parts) -> Self:
+        combined = combined._chain()  # a copy: Django may return one of the parts itself
+        combined._scoped = all(getattr(part, "_scoped", False) for part in parts)
+        return combined
+
+    def __or__(self, other):
+        return self._scoped_if_all(super().__or__(other), [self, other])
+
+    def __xor__(self, other):
+        return self._scoped_if_all(super().__xor__(other), [self, other])
+
+    def union(self, *other_qs, all=False):
+        return self._scoped_if_all(super().union(*other_qs, all=all), [self, *other_qs])
+
     # Every way a queryset reaches the database.
     def _fetch_all(self):
         if self._result_cache is None:

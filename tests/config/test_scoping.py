@@ -72,6 +72,17 @@ def test_for_user_and_visible_give_the_users_rows_and_another_user_is_refused(al
                 TradeProposal.objects.for_user(other)
 
 
+def test_combining_a_scoped_queryset_with_an_unscoped_one_is_unscoped(alice_and_bob):
+    alice, alice_proposal, _, _ = alice_and_bob
+    mine, everyone = TradeProposal.objects.for_user(alice), TradeProposal.objects.all()
+    with request_scope(Scope(USER, alice.pk)):
+        for widened in (mine | everyone, everyone | mine, mine.union(everyone)):
+            with pytest.raises(UnscopedQueryError):
+                list(widened)
+        assert list(mine | TradeProposal.objects.for_user(alice)) == [alice_proposal]
+        assert list(mine & everyone) == [alice_proposal]
+
+
 def test_a_request_of_nobody_sees_nothing(alice_and_bob):
     with request_scope(Scope(NOBODY)):
         assert list(TradeProposal.objects.visible()) == []
