@@ -225,3 +225,29 @@ def test_the_openapi_schema_is_served(alice):
     response = client_for(alice).get("/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/proposals/{proposal_id}/execute/" in response.content
+
+
+def test_a_rationale_with_a_nul_character_is_refused_not_a_server_error(alice):
+    # Found by the schema fuzzer: PostgreSQL text cannot hold NUL, the INSERT failed (500).
+    body = {"market": "BTC-EUR", "side": "buy", "amount_eur": "20", "confidence": 50}
+    response = client_for(alice).post(
+        "/api/v1/proposals/", {**body, "rationale": "up\x00trend"}, format="json"
+    )
+    assert assert_error(response, 400, "PROPOSAL_INVALID")["extra"]["field"] == "rationale"
+    assert not TradeProposal.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("get", "/api/v1/proposals/-1/"),
+        ("get", "/api/v1/executions/abc/"),
+        ("post", "/api/v1/proposals/0.5/approve/"),
+        ("patch", "/api/v1/scan-jobs/null/"),
+        ("get", "/api/v1/no-such-endpoint/"),
+    ],
+)
+def test_an_address_no_endpoint_matches_is_a_json_404(alice, method, url):
+    # Found by the schema fuzzer: ids that are not numbers got Django's HTML 404 page (and a
+    # POST the HTML CSRF 403), not the API's error shape.
+    assert_error(getattr(client_for(alice), method)(url), 404, "NOT_FOUND")
