@@ -221,12 +221,16 @@ class TradeProposalAdmin(admin.ModelAdmin):
     # --- actions with a confirmation page ---
 
     def _confirm(self, request, queryset, *, action, title, form=None, preview=False):
+        # Approve previews each proposal as if approved: what executing it next would meet.
+        as_approved = action == "approve_selected"
         rows = []
         for proposal in queryset.select_related("user"):
             rows.append(
                 {
                     "proposal": proposal,
-                    "preflight": preflight_preview(proposal=proposal) if preview else None,
+                    "preflight": preflight_preview(proposal=proposal, as_approved=as_approved)
+                    if preview
+                    else None,
                 }
             )
         context = {
