@@ -7,9 +7,8 @@ The table covers every URL under /api/v1/: a new endpoint without a case fails t
 
 import pytest
 from django.urls import URLResolver, get_resolver, reverse
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
+from tests.api.test_proposals_api import client_for
 from tests.isolation.personas import MARKER, World, database_state, owned_state
 
 pytestmark = pytest.mark.django_db
@@ -58,12 +57,6 @@ def api_url_names() -> set[str]:
 
 def test_every_api_endpoint_has_a_persona_case():
     assert api_url_names() == set(OBJECT_CASES) | set(OWN_CASES) | WITHOUT_USER_DATA
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
 
 
 def send(client, method: str, url: str, body):
