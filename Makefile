@@ -33,5 +33,6 @@ check-migrations: install
 
 test: install
 	scripts/services-up
+	scripts/browser-up
 	$(MAKE) lint check-migrations
 	$(TEST_ENV) $(BIN)/pytest

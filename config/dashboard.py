@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -57,6 +58,17 @@ def dashboard_summary() -> dict:
     }
 
 
+# The dashboard shows every user's policies, executions, scans and LLM use.
+DASHBOARD_PERMISSIONS = (
+    "trading.view_policy",
+    "trading.view_tradeexecution",
+    "scheduler.view_scanjob",
+    "budget.view_gptusagelog",
+)
+
+
 def dashboard_view(request):
+    if not request.user.has_perms(DASHBOARD_PERMISSIONS):
+        raise PermissionDenied
     context = {**admin.site.each_context(request), "title": "Dashboard", **dashboard_summary()}
     return TemplateResponse(request, "admin/dashboard.html", context)

@@ -1,7 +1,8 @@
 """One JSON shape for every API error: {"code", "message", "extra"}, with a stable code."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -46,3 +47,10 @@ def api_exception_handler(exc, context):
     else:
         response.data = _body(code, str(exc.detail))
     return response
+
+
+@csrf_exempt  # nothing to protect: it only answers 404
+def api_not_found(request, path: str = ""):
+    """Any address under /api/ that no endpoint matches (an id that is not a number, say):
+    the same JSON error shape as every other API error, in DEBUG too."""
+    return JsonResponse(_body("NOT_FOUND", f"Nothing at {request.path}."), status=404)

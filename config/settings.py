@@ -132,6 +132,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Auto Invest Oracle API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.error_responses_hook",
+    ],
 }
 
 LOGGING = {

@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import observability
 from config.dashboard import dashboard_view
+from config.exceptions import api_not_found
 from trading import apis
 
 api_v1 = [
@@ -42,6 +43,8 @@ api_v1 = [
     path("budget/", apis.BudgetApi.as_view(), name="budget"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
+    re_path(r"^(?P<path>.*)$", api_not_found, name="not-found"),
 ]
 
 urlpatterns = [

@@ -33,7 +33,9 @@ class ScanJobAdmin(admin.ModelAdmin):
         "consecutive_failures",
     )
 
-    @admin.action(description="Release the lease of the selected jobs (stuck scans)")
+    @admin.action(
+        description="Release the lease of the selected jobs (stuck scans)", permissions=["change"]
+    )
     def release_lease(self, request, queryset):
         released = sum(
             scan_job_lease_break(job_id=job_id, actor=request.user)

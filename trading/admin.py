@@ -11,13 +11,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from config.admin import ReadOnlyAdmin
+from config.dashboard import DASHBOARD_PERMISSIONS
 from config.errors import DomainError
 from trading import selectors, services
 from trading.models import (
@@ -47,7 +48,7 @@ class PolicyAdmin(admin.ModelAdmin):
     search_fields = ("user__username",)
     actions = ("disable_trading",)
 
-    @admin.action(description="Turn trading OFF for the selected users")
+    @admin.action(description="Turn trading OFF for the selected users", permissions=["change"])
     def disable_trading(self, request, queryset: QuerySet[Policy]):
         for policy in queryset.select_related("user"):
             services.policy_trading_set(user=policy.user, enabled=False)
@@ -163,6 +164,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         extra_context["emergency_stop"] = selectors.emergency_stop_get()
         extra_context["can_stop"] = request.user.has_perm("trading.emergency_stop")
+        extra_context["can_see_dashboard"] = request.user.has_perms(DASHBOARD_PERMISSIONS)
         return super().changelist_view(request, extra_context=extra_context)
 
     def get_urls(self):
@@ -193,7 +195,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
     def override_view(self, request, proposal_id: int):
         if not self.has_override_permission(request):
             raise PermissionDenied
-        proposal = TradeProposal.objects.get(pk=proposal_id)
+        proposal = get_object_or_404(TradeProposal, pk=proposal_id)
         form = OverrideForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -221,12 +223,16 @@ class TradeProposalAdmin(admin.ModelAdmin):
     # --- actions with a confirmation page ---
 
     def _confirm(self, request, queryset, *, action, title, form=None, preview=False):
+        # Approve previews each proposal as if approved: what executing it next would meet.
+        as_approved = action == "approve_selected"
         rows = []
         for proposal in queryset.select_related("user"):
             rows.append(
                 {
                     "proposal": proposal,
-                    "preflight": preflight_preview(proposal=proposal) if preview else None,
+                    "preflight": preflight_preview(proposal=proposal, as_approved=as_approved)
+                    if preview
+                    else None,
                 }
             )
         context = {

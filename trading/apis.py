@@ -6,6 +6,9 @@ another user's object is a 404 in every endpoint.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -17,8 +20,9 @@ from scheduler import selectors as scan_selectors
 from scheduler import services as scan_services
 from trading import selectors, services
 from trading.errors import PermissionMissing, PreflightRefused
-from trading.models import Policy, TradeExecution, TradeProposal
+from trading.models import Policy, Side, TradeExecution, TradeProposal
 from trading.preflight import execution_claim, preflight_preview
+from trading.validators import CONFIDENCE_LEVELS
 
 
 class ExecutionOutputSerializer(serializers.Serializer):
@@ -62,6 +66,9 @@ class PolicyApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PolicyPatchInput"
+
         trading_enabled = serializers.BooleanField(required=False)
         allowlist = serializers.ListField(
             child=serializers.RegexField(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$"),
@@ -142,7 +149,21 @@ class ProposalListApi(APIView):
         proposals = selectors.proposal_list(user=request.user, **filters.validated_data)[:500]
         return Response(ProposalOutputSerializer(proposals, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: ProposalOutputSerializer})
+    class DocumentedInputSerializer(serializers.Serializer):
+        """What the service accepts, for the schema; the service itself checks the input."""
+
+        class Meta:
+            ref_name = "ProposalCreateInput"
+
+        market = serializers.RegexField(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
+        side = serializers.ChoiceField(choices=Side.values)
+        amount_eur = serializers.DecimalField(
+            max_digits=9, decimal_places=2, min_value=Decimal("0.01")
+        )
+        confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS)
+        rationale = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+
+    @extend_schema(request=DocumentedInputSerializer, responses={201: ProposalOutputSerializer})
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -178,6 +199,9 @@ class ProposalRejectApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ProposalRejectInput"
+
         reason = serializers.CharField(max_length=2000)
 
     @extend_schema(request=InputSerializer, responses=ProposalOutputSerializer)
@@ -194,7 +218,7 @@ class ProposalRejectApi(APIView):
 class ProposalPreflightApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, proposal_id: int):
         proposal = selectors.proposal_get(user=request.user, proposal_id=proposal_id)
         return Response(preflight_preview(proposal=proposal).as_dict())
@@ -207,6 +231,9 @@ class ProposalExecuteApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ProposalExecuteInput"
+
         override_cooldown = serializers.BooleanField(required=False, default=False)
         override_anti_flip = serializers.BooleanField(required=False, default=False)
         override_reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
@@ -261,7 +288,7 @@ class ExecutionDetailApi(APIView):
 class TradingStatusApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response(selectors.trading_status(user=request.user))
 
@@ -286,6 +313,9 @@ class ScanJobListApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ScanJobCreateInput"
+
         markets = serializers.JSONField()
         interval_minutes = serializers.JSONField(required=False, default=15)
 
@@ -306,6 +336,9 @@ class ScanJobDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ScanJobPatchInput"
+
         markets = serializers.JSONField(required=False)
         interval_minutes = serializers.JSONField(required=False)
         enabled = serializers.BooleanField(required=False)
@@ -327,7 +360,7 @@ class ScanJobDetailApi(APIView):
 class BudgetApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         policy = selectors.policy_get_for_user(user=request.user)
         return Response(

@@ -6,6 +6,7 @@ snapshot), so the web process can show a preview without ever loading the trade 
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -180,8 +181,14 @@ def preflight_context_build(
     )
 
 
-def preflight_preview(*, proposal: TradeProposal) -> PreflightResult:
-    """What every rule would say now; writes nothing and sends nothing."""
+def preflight_preview(*, proposal: TradeProposal, as_approved: bool = False) -> PreflightResult:
+    """What every rule would say now; writes nothing and sends nothing.
+
+    `as_approved` previews a PENDING proposal as if approved: what approving it would lead to.
+    """
+    if as_approved and proposal.status == TradeProposal.Status.PENDING:
+        proposal = copy.copy(proposal)
+        proposal.status = TradeProposal.Status.APPROVED
     now = timezone.now()
     context = preflight_context_build(
         proposal=proposal,

@@ -7,6 +7,8 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from budget.selectors import budget_usage_counts
+from scheduler.models import ScanJob
 from trading.errors import NotFound
 from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 
@@ -63,6 +65,14 @@ def trading_status(*, user) -> dict:
         ends = claimed_at + timedelta(minutes=policy.cooldown_minutes)
         cooldowns[asset] = max(cooldowns.get(asset, ends), ends)
     stop = emergency_stop_get()
+    llm_today, llm_hour = budget_usage_counts(user_id=user.pk, now=now)
+    last_scan = (
+        ScanJob.objects.for_user(user)
+        .filter(last_finished_at__isnull=False)
+        .order_by("-last_finished_at")
+        .values("id", "last_finished_at", "last_error")
+        .first()
+    )
     return {
         "trading_enabled": policy.trading_enabled,
         "emergency_stop": {"active": stop.active, "reason": stop.reason},
@@ -76,4 +86,14 @@ def trading_status(*, user) -> dict:
         "submitting_executions": TradeExecution.objects.for_user(user)
         .filter(status=TradeExecution.Status.SUBMITTING)
         .count(),
+        "llm_budget_remaining": {
+            "today": max(0, policy.gpt_daily_limit - llm_today),
+            "this_hour": max(0, policy.gpt_hourly_limit - llm_hour),
+        },
+        "last_scan": last_scan
+        and {
+            "job_id": last_scan["id"],
+            "finished_at": last_scan["last_finished_at"],
+            "error": last_scan["last_error"],
+        },
     }

@@ -59,6 +59,9 @@ def proposal_validate_fields(
         raise invalid(
             "rationale", f"The rationale must be text of at most {MAX_RATIONALE_LENGTH} characters."
         )
+    if "\x00" in rationale:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail on INSERT.
+        raise invalid("rationale", "The rationale may not contain NUL characters.")
     return market.strip().upper(), side, amount, int(confidence), rationale
 
 

@@ -1,11 +1,21 @@
 """The integration API: same rules as the services, one error shape, per-user isolation."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory, UserFactory
+from tests.factories import (
+    GptUsageLogFactory,
+    PolicyFactory,
+    ScanJobFactory,
+    TradeExecutionFactory,
+    TradeProposalFactory,
+    UserFactory,
+)
 from trading.models import TradeExecution, TradeProposal
 
 pytestmark = pytest.mark.django_db
@@ -212,16 +222,56 @@ def test_overrides_through_the_api_need_the_permission(alice, exchange):
     assert proposal.override_cooldown and proposal.override_by == alice
 
 
-def test_trading_status_reports_caps_and_switches(alice):
+def test_trading_status_reports_caps_switches_budget_and_the_last_scan(alice, bob):
     TradeExecutionFactory(proposal__user=alice)
-    status = client_for(alice).get("/api/v1/trading/status/").json()
+    client = client_for(alice)
+    assert client.get("/api/v1/trading/status/").json()["last_scan"] is None
+    GptUsageLogFactory(user=alice, status="RESERVED")
+    GptUsageLogFactory(user=bob, status="RESERVED")
+    ScanJobFactory(user=bob, last_finished_at=timezone.now())
+    job = ScanJobFactory(user=alice, last_finished_at=timezone.now() - timedelta(minutes=5))
+
+    status = client.get("/api/v1/trading/status/").json()
+
     assert status["trades_today"] == 1
     assert status["trades_this_hour"] == 1
     assert status["emergency_stop"]["active"] is False
     assert [c["asset"] for c in status["active_cooldowns"]] == ["BTC"]
+    policy = alice.trading_policy
+    assert status["llm_budget_remaining"] == {
+        "today": policy.gpt_daily_limit - 1,
+        "this_hour": policy.gpt_hourly_limit - 1,
+    }
+    assert status["last_scan"]["job_id"] == job.pk, "bob's later scan is not alice's"
 
 
 def test_the_openapi_schema_is_served(alice):
     response = client_for(alice).get("/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/proposals/{proposal_id}/execute/" in response.content
+
+
+def test_a_rationale_with_a_nul_character_is_refused_not_a_server_error(alice):
+    # Found by the schema fuzzer: PostgreSQL text cannot hold NUL, the INSERT failed (500).
+    body = {"market": "BTC-EUR", "side": "buy", "amount_eur": "20", "confidence": 50}
+    response = client_for(alice).post(
+        "/api/v1/proposals/", {**body, "rationale": "up\x00trend"}, format="json"
+    )
+    assert assert_error(response, 400, "PROPOSAL_INVALID")["extra"]["field"] == "rationale"
+    assert not TradeProposal.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("get", "/api/v1/proposals/-1/"),
+        ("get", "/api/v1/executions/abc/"),
+        ("post", "/api/v1/proposals/0.5/approve/"),
+        ("patch", "/api/v1/scan-jobs/null/"),
+        ("get", "/api/v1/no-such-endpoint/"),
+    ],
+)
+def test_an_address_no_endpoint_matches_is_a_json_404(alice, method, url):
+    # Found by the schema fuzzer: ids that are not numbers got Django's HTML 404 page (and a
+    # POST the HTML CSRF 403), not the API's error shape.
+    assert_error(getattr(client_for(alice), method)(url), 404, "NOT_FOUND")

@@ -1,5 +1,7 @@
 import pytest
+from django.contrib.auth.models import Permission
 
+from config.dashboard import DASHBOARD_PERMISSIONS
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
@@ -33,3 +35,12 @@ def test_the_dashboard_shows_trades_against_caps_llm_use_and_scans(client):
 def test_the_dashboard_is_for_staff_only(client):
     client.force_login(UserFactory())
     assert client.get("/admin/dashboard/").status_code == 302
+
+
+def test_the_dashboard_needs_view_permissions_on_what_it_shows(client):
+    viewer = UserFactory(is_staff=True)
+    client.force_login(viewer)
+    assert client.get("/admin/dashboard/").status_code == 403
+    codenames = [name.split(".")[1] for name in DASHBOARD_PERMISSIONS]
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    assert client.get("/admin/dashboard/").status_code == 200

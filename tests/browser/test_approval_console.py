@@ -1,0 +1,135 @@
+"""The approval console in a real browser: headless Chromium (Debian's package, installed by
+scripts/browser-up) against a real web server and a real execute worker.
+
+An operator logs in, approves a PENDING proposal through the confirmation page (which shows
+the preflight preview), executes it through the execute confirmation page, and sees the
+execution appear SUBMITTED with the exchange's order id. The simulator gets exactly one order.
+Screenshots of each page are saved under the test's tmp_path.
+"""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from config.celery import app
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.workers import celery_worker, wait_for
+from trading.models import TradeExecution, TradeProposal
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def browser():
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1000",
+            f"--user-data-dir={profile}",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.implicitly_wait(5)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def execute_worker(exchange):
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("execute")
+    env = {
+        "ORACLE_ROLE": "execute",
+        "BITVAVO_API_URL": exchange.api_url,
+        "BITVAVO_READONLY_KEY": "",
+        "BITVAVO_READONLY_SECRET": "",
+        **exchange.server.trade_env(),
+    }
+    with celery_worker(queue="execute", env=env) as worker:
+        yield worker
+
+
+def operator():
+    user = UserFactory(username="olivia", is_staff=True)
+    codenames = [
+        "view_tradeproposal",
+        "view_tradeexecution",
+        "approve_proposal",
+        "execute_proposal",
+    ]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def run_action(browser, proposal_id: int, action: str) -> None:
+    browser.find_element(By.CSS_SELECTOR, f'input.action-select[value="{proposal_id}"]').click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value(action)
+    browser.find_element(By.CSS_SELECTOR, 'button[name="index"]').click()
+
+
+def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
+    browser, live_server, exchange, execute_worker, tmp_path
+):
+    shots = Path(tmp_path)
+    operator()
+    proposal = TradeProposalFactory(user=PolicyFactory(user=UserFactory(username="alice")).user)
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/trading/tradeproposal/")
+    browser.find_element(By.ID, "id_username").send_keys("olivia")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]').click()
+    assert "Emergency stop: off" in browser.find_element(By.CLASS_NAME, "kill-switch").text
+    browser.save_screenshot(shots / "1-changelist.png")
+
+    run_action(browser, proposal.pk, "approve_selected")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Approve?"
+    preview = browser.find_element(By.CSS_SELECTOR, "td.preflight").text
+    assert "all rules pass" in preview and "kill_switch" in preview
+    browser.save_screenshot(shots / "2-approve-confirmation.png")
+    browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, approve"]').click()
+    assert "1 proposal(s) approved." in browser.find_element(By.CLASS_NAME, "messagelist").text
+    proposal.refresh_from_db()
+    assert proposal.status == TradeProposal.Status.APPROVED
+
+    run_action(browser, proposal.pk, "execute_selected")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Execute?"
+    assert "all rules pass" in browser.find_element(By.CSS_SELECTOR, "td.preflight").text
+    browser.save_screenshot(shots / "3-execute-confirmation.png")
+    browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, execute"]').click()
+    assert "1 execution(s) queued" in browser.find_element(By.CLASS_NAME, "messagelist").text
+    browser.save_screenshot(shots / "4-queued.png")
+
+    wait_for(
+        lambda: TradeExecution.objects.filter(proposal=proposal, status="SUBMITTED").exists(),
+        what="the execute worker to submit the order",
+    )
+    execution = TradeExecution.objects.get(proposal=proposal)
+    browser.get(f"{live_server.url}/admin/trading/tradeexecution/")
+    row = browser.find_element(By.CSS_SELECTOR, "#result_list tbody tr").text
+    assert "Submitted" in row and execution.exchange_order_id in row
+    browser.save_screenshot(shots / "5-executions.png")
+
+    orders = exchange.orders()
+    assert len(orders) == 1
+    assert orders[0]["orderId"] == execution.exchange_order_id
