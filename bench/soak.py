@@ -341,6 +341,7 @@ class DriverRecord:
     server_errors: list[str] = field(default_factory=list)
     transport_errors: Counter = field(default_factory=Counter)
     bursts: Counter = field(default_factory=Counter)
+    proposals_at_once: Counter = field(default_factory=Counter)
     # Proposals whose first execute call (single or burst) claimed them.
     claimed_at_approval: set = field(default_factory=set)
 
@@ -426,18 +427,21 @@ class Driver:
                 if stop.is_set() or time.monotonic() >= deadline:
                     break
                 status, pending = self._call(session, account, "GET", "proposals/?status=PENDING")
-                for proposal in (pending or [])[:20] if status == 200 else []:
+                approved = []
+                for proposal in (pending or [])[:10] if status == 200 else []:
                     worked = True
                     if rng.random() < self.reject_share:
                         self._reject(session, account, proposal["id"])
                     elif self._approve(session, account, proposal["id"]):
-                        self._execute_burst(account, proposal["id"], rng)
-                        executed.append((account, proposal["id"]))
+                        approved.append(proposal["id"])
+                if approved:
+                    self._execute_together(account, approved, rng)
+                    executed += [(account, proposal_id) for proposal_id in approved]
             if executed and rng.random() < self.late_repeat_share:
                 # Long after the first call: a repeat must change nothing.
                 self._execute_once(*rng.choice(executed), None, kind="late repeat")
-            if not worked:
-                stop.wait(1.0)
+            # A pause between rounds lets a user's proposals pile up, to be executed together.
+            stop.wait(rng.uniform(1, 10) if worked else 1.0)
 
     def _approve(self, session, account: Account, proposal_id: int) -> bool:
         status, body = self._call(session, account, "POST", f"proposals/{proposal_id}/approve/")
@@ -458,22 +462,24 @@ class Driver:
         if status == 200:
             self.record.add(rejected=1)
 
-    def _execute_burst(self, account: Account, proposal_id: int, rng: random.Random) -> None:
-        """One execute call, or 2-5 identical ones released at the same moment."""
-        copies = rng.randint(2, 5) if rng.random() < self.duplicate_share else 1
-        self.record.add(bursts=copies)
-        if copies == 1:
-            self._execute_once(account, proposal_id, None, kind="single")
-            return
-        barrier = threading.Barrier(copies)
+    def _execute_together(self, account: Account, proposal_ids: list[int], rng) -> None:
+        """Executes a user's just-approved proposals all at once: each by one call or by 2-5
+        identical ones, every call released at the same moment, so the user's lock decides."""
+        calls = []
+        for proposal_id in proposal_ids:
+            copies = rng.randint(2, 5) if rng.random() < self.duplicate_share else 1
+            self.record.add(bursts=copies)
+            calls += [(proposal_id, "burst" if copies > 1 else "single")] * copies
+        self.record.add(proposals_at_once=len(proposal_ids))
+        barrier = threading.Barrier(len(calls)) if len(calls) > 1 else None
         threads = [
             threading.Thread(
                 target=self._execute_once,
                 args=(account, proposal_id, barrier),
-                kwargs={"kind": "burst"},
+                kwargs={"kind": kind},
                 daemon=True,
             )
-            for _ in range(copies)
+            for proposal_id, kind in calls
         ]
         for thread in threads:
             thread.start()
@@ -813,11 +819,15 @@ def report_activity(report: Report, record: DriverRecord, injected: Counter, sta
     report.line("approved / rejected through the API", f"{record.approved} / {record.rejected}")
     for code, count in record.approve_conflicts.most_common():
         report.line(f"  approve refused {code}", count)
-    single = record.bursts.get(1, 0)
+    at_once = record.proposals_at_once
     report.line(
-        "execute: single calls / concurrent bursts",
-        f"{single} / {sum(n for k, n in record.bursts.items() if k > 1)}"
-        f" ({sum(k * n for k, n in record.bursts.items() if k > 1)} calls)",
+        "proposals executed by one call / by a burst (calls)",
+        f"{record.bursts.get(1, 0)} / {sum(n for k, n in record.bursts.items() if k > 1)}"
+        f" ({sum(k * n for k, n in record.bursts.items() if k > 1)})",
+    )
+    report.line(
+        "one user's proposals executed at once: 2 / 3 / 4+",
+        f"{at_once[2]} / {at_once[3]} / {sum(n for k, n in at_once.items() if k >= 4)}",
     )
     for answer, count in sorted(record.execute_answers.items()):
         report.line(f"  execute {answer}", count)
@@ -868,9 +878,14 @@ def main() -> int:
     stack = Stack(log_dir)
     stop = threading.Event()
     atexit.register(stack.stop)
+    # Ctrl-C and SIGTERM unwind through the finally below, even when started in the background.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         report = soak(args, stack, stop)
+    except KeyboardInterrupt:
+        print("soak: interrupted")
+        return 130
     finally:
         stop.set()
         stack.stop()
