@@ -62,17 +62,6 @@ KEY_NAMES = (
     "BITVAVO_TRADE_SECRET",
     "OPENAI_API_KEY",
 )
-# This process sets up, drives through the API and reads the outcome: it holds no key.
-for _name in KEY_NAMES:
-    os.environ.pop(_name, None)
-os.environ.update(
-    DATABASE_URL=SOAK_DB,
-    CACHE_URL=SOAK_CACHE,
-    CELERY_BROKER_URL=SOAK_BROKER,
-    ORACLE_ROLE="web",
-    DJANGO_SETTINGS_MODULE="config.settings",
-)
-
 PYTHON = sys.executable
 HOUR = timedelta(hours=1)
 REQUEST_TIMEOUT = 30
@@ -857,6 +846,20 @@ def report_logs(report: Report, log_dir: Path) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
+def environment_prepare() -> None:
+    """This process sets up, drives through the API and reads the outcome: it holds no key.
+    Every child inherits this environment and adds its role and only its role's key."""
+    for name in KEY_NAMES:
+        os.environ.pop(name, None)
+    os.environ.update(
+        DATABASE_URL=SOAK_DB,
+        CACHE_URL=SOAK_CACHE,
+        CELERY_BROKER_URL=SOAK_BROKER,
+        ORACLE_ROLE="web",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600, help="seconds of load")
@@ -870,6 +873,7 @@ def main() -> int:
     parser.add_argument("--duplicate-share", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    environment_prepare()
 
     log_dir = ROOT / "var" / "soak" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     log_dir.mkdir(parents=True, exist_ok=True)
