@@ -123,7 +123,7 @@ class Stack:
         self._logs: list = []
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
+        log = open(self.log_dir / f"{name}.log", "w")  # closed in stop()
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
             command,
