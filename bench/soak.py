@@ -15,8 +15,9 @@ While it runs, the simulator gets random faults through its control API (the con
 dropped, 101 or 109 after the order is placed; 109 or an HTML 502 before; latency, some of it
 past the read timeout and the access window), on order placement and on order lookups, and
 a driver approves PENDING proposals through the API with each user's token and executes
-them, often with several identical execute calls fired at once from threads, sometimes again
-much later. Then the faults stop and a drain period lets the reconciler finish.
+them: a user's just-approved proposals at the same moment, each often by several identical
+calls from threads, and some again much later. Then the faults stop and a drain period lets
+the reconciler finish.
 
 It reports orders at the simulator, executions by status, duplicates, orphans both ways,
 trade cap, cooldown, anti-flip and LLM budget overshoots (per user, per sliding hour and per
@@ -55,13 +56,6 @@ from bench.common import recreate_database  # noqa: E402 - needs the path above
 SOAK_DB = os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_soak")
 SOAK_CACHE = os.environ.get("SOAK_CACHE_URL", "redis://127.0.0.1:6379/10")
 SOAK_BROKER = os.environ.get("SOAK_BROKER_URL", "redis://127.0.0.1:6379/11")
-KEY_NAMES = (
-    "BITVAVO_READONLY_KEY",
-    "BITVAVO_READONLY_SECRET",
-    "BITVAVO_TRADE_KEY",
-    "BITVAVO_TRADE_SECRET",
-    "OPENAI_API_KEY",
-)
 PYTHON = sys.executable
 HOUR = timedelta(hours=1)
 REQUEST_TIMEOUT = 30
@@ -850,10 +844,11 @@ def report_logs(report: Report, log_dir: Path) -> None:
 
 
 def environment_prepare() -> None:
-    """This process sets up, drives through the API and reads the outcome: it holds no key.
-    Every child inherits this environment and adds its role and only its role's key."""
-    for name in KEY_NAMES:
-        os.environ.pop(name, None)
+    """This process sets up, drives through the API and reads the outcome: it holds no key,
+    and no exchange or LLM setting of the caller's (the soak makes its own keys and runs the
+    offline advisor). Every child inherits this environment and adds its role and its key."""
+    for name in [name for name in os.environ if name.startswith(("BITVAVO_", "OPENAI_"))]:
+        del os.environ[name]
     os.environ.update(
         DATABASE_URL=SOAK_DB,
         CACHE_URL=SOAK_CACHE,
