@@ -220,6 +220,8 @@ NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 NOTIFY_RETRY_BACKOFF_SECONDS = env.float("NOTIFY_RETRY_BACKOFF_SECONDS", default=30.0)
 NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=2.0)
 NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=5.0)
+# Webhooks to loopback, private or link-local addresses: only in development by default.
+NOTIFY_ALLOW_PRIVATE_WEBHOOKS = env.bool("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", default=DEBUG)
 # E-mail: one URL (smtp+tls://user:password@host:587, consolemail://, ...).
 globals().update(
     {

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +111,12 @@ def _webhook_url_clean(value: object) -> str:
             "WEBHOOK_URL_NOT_HTTP", "webhook_url", "The webhook URL must start with http(s)://."
         )
     url = scheme.lower() + url[len(scheme) :]
+    if _private_target(url):
+        raise _invalid(
+            "WEBHOOK_URL_PRIVATE",
+            "webhook_url",
+            "The webhook URL points at a private, loopback or link-local address.",
+        )
     try:
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
@@ -116,6 +124,22 @@ def _webhook_url_clean(value: object) -> str:
             "WEBHOOK_URL_INVALID", "webhook_url", "The webhook URL is not a valid URL."
         ) from None
     return url
+
+
+def _private_target(url: str) -> bool:
+    """True when private webhook targets are not allowed (NOTIFY_ALLOW_PRIVATE_WEBHOOKS) and
+    the URL's host is, or resolves to, an address that is not global: the notify worker must
+    not be a way into the internal network."""
+    if settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        }
+    except (OSError, ValueError):
+        return False  # unresolvable now: the POST fails on its own
+    return any(not ipaddress.ip_address(address).is_global for address in addresses)
 
 
 def _email_clean(value: object) -> str:
@@ -402,6 +426,9 @@ def _webhook_post(delivery: NotificationDelivery) -> Attempt:
     )
     if not secret:
         return Attempt(False, error="NOTIFICATION_SETTINGS_GONE: the user has no settings now.")
+    # Checked again when sending: the name may resolve elsewhere than when it was saved.
+    if _private_target(delivery.destination):
+        return Attempt(False, error="WEBHOOK_URL_PRIVATE: the host resolves to a private address.")
     body = webhook_body(delivery.payload)
     timestamp = str(int(time.time()))
     headers = {

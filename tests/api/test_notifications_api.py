@@ -77,13 +77,18 @@ def test_a_user_sets_a_webhook_and_gets_a_generated_secret(alice):
         ("webhook_url", "https://exa mple.com/", "WEBHOOK_URL_INVALID"),
         ("webhook_url", 42, "WEBHOOK_URL_INVALID"),
         ("webhook_url", "https://hooks.example/" + "a" * 500, "WEBHOOK_URL_TOO_LONG"),
+        ("webhook_url", "http://127.0.0.1:8765/_sim/reset", "WEBHOOK_URL_PRIVATE"),
+        ("webhook_url", "http://169.254.169.254/latest/meta-data/", "WEBHOOK_URL_PRIVATE"),
         ("email", "not-an-address", "EMAIL_INVALID"),
         ("email", ["a@example.com"], "EMAIL_INVALID"),
         ("events", ["execution_ended", "lunch_time"], "NOTIFICATION_EVENT_UNKNOWN"),
         ("events", "execution_ended", "NOTIFICATION_EVENTS_INVALID"),
     ],
 )
-def test_bad_settings_are_refused_with_a_stable_code_and_nothing_written(alice, field, value, code):
+def test_bad_settings_are_refused_with_a_stable_code_and_nothing_written(
+    alice, field, value, code, settings
+):
+    settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS = False
     body = assert_error(client_for(alice).patch(URL, {field: value}, format="json"), 400, code)
     assert body["extra"]["field"] == field
     assert not NotificationSettings.objects.exists()

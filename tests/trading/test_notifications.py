@@ -23,6 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
 from tests.webhook_server import WebhookServer
 from tests.workers import child_env, queue_drain
+from trading.errors import NotificationSettingsInvalid
 from trading.execution import execution_run, executions_reconcile
 from trading.models import NotificationDelivery, TradeExecution
 from trading.notifications import (
@@ -57,7 +58,8 @@ def notify_queue():
 
 
 @pytest.fixture
-def webhook():
+def webhook(settings):
+    settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS = True  # the receiver is on 127.0.0.1
     server = WebhookServer().start()
     yield server
     server.stop()
@@ -71,6 +73,7 @@ def notify_settings(settings):
     settings.NOTIFY_CONNECT_TIMEOUT = 1
     settings.NOTIFY_READ_TIMEOUT = 0.5
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS = True
     return settings
 
 
@@ -295,6 +298,28 @@ def test_an_event_for_a_user_without_settings_makes_no_delivery(notify_queue, ex
     execution_run(proposal_id=proposal.pk)
     assert handle(notify_queue.taken()) == []
     assert not NotificationDelivery.objects.exists()
+
+
+def test_a_private_target_is_refused_when_private_webhooks_are_not_allowed(
+    notify_queue, notify_settings, webhook
+):
+    user = PolicyFactory().user
+    notification_settings_update(user=user, webhook_url=webhook.url)
+    proposal_create(
+        user=user, market="BTC-EUR", side="buy", amount_eur="25.00", confidence=75, source="api"
+    )
+    [delivery] = handle(notify_queue.taken())
+    notify_settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS = False
+
+    for url in (webhook.url, "http://localhost/hook", "http://[::1]/", "http://10.1.2.3/"):
+        with pytest.raises(NotificationSettingsInvalid) as refused:
+            notification_settings_update(user=user, webhook_url=url)
+        assert refused.value.code == "WEBHOOK_URL_PRIVATE"
+    # Saved while allowed, sent after: checked again at send time, and nothing leaves.
+    notification_deliver(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.attempts[0]["error"].startswith("WEBHOOK_URL_PRIVATE")
+    assert webhook.requests == []
 
 
 # --- the hot path -------------------------------------------------------------------------------

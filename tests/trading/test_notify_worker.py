@@ -34,12 +34,14 @@ FAST_RETRIES = {
     "NOTIFY_CONNECT_TIMEOUT": "1",
     "NOTIFY_READ_TIMEOUT": "1",
 }
+# The test receivers listen on 127.0.0.1.
+LOCAL_RECEIVERS = {"NOTIFY_ALLOW_PRIVATE_WEBHOOKS": "true"}
 
 
 def notify_worker(*, concurrency: int = 2, **extra: str):
     return celery_worker(
         queue="notify",
-        env={"ORACLE_ROLE": "notify", **NO_KEYS, **extra},
+        env={"ORACLE_ROLE": "notify", **NO_KEYS, **LOCAL_RECEIVERS, **extra},
         concurrency=concurrency,
     )
 
@@ -50,6 +52,11 @@ def purged_queues():
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("execute")
     yield
+
+
+@pytest.fixture(autouse=True)
+def local_receivers(settings):
+    settings.NOTIFY_ALLOW_PRIVATE_WEBHOOKS = True
 
 
 @pytest.fixture
