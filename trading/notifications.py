@@ -17,6 +17,7 @@ Webhooks are JSON POSTs signed with HMAC-SHA256 under the user's own secret over
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import kombu.pools
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -71,12 +73,30 @@ def notification_enqueue(*, event: str, user_id: int | None, **facts: Any) -> No
     transaction.on_commit(lambda: _publish(EVENT_TASK, [event, message]))
 
 
-def _publish(task: str, args: list) -> None:
+# One try, one second: an unreachable broker costs the caller that much, never the default
+# reconnect loop (about 6 s on Redis).
+FAST_FAIL_BROKER = {
+    "max_retries": 0,
+    "connect_retries_timeout": 1,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 1,
+}
+
+
+@functools.cache
+def _broker():
+    """The notify publishes' own broker connection settings; kombu pools its connections
+    (per process, reset after fork)."""
     from config.celery import app
 
+    return app, app.connection_for_write(connect_timeout=1, transport_options=FAST_FAIL_BROKER)
+
+
+def _publish(task: str, args: list) -> None:
     try:
-        # No publish retries: a broker hiccup must not hold up the process that traded.
-        app.send_task(task, args=args, queue="notify", retry=False)
+        app, connection = _broker()
+        with kombu.pools.producers[connection].acquire(block=True, timeout=1) as producer:
+            app.send_task(task, args=args, queue="notify", retry=False, producer=producer)
     except Exception:
         logger.exception("notification not queued: %s %s", task, args)
 
