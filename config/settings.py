@@ -146,8 +146,8 @@ LOGGING = {
 }
 
 # --- Celery -------------------------------------------------------------------------------
-# Queues: `scan` (read-only key, LLM key) and `execute` (trade key only). Unrouted tasks go
-# to `default`, which the execute worker never consumes.
+# Queues: `scan` (read-only key, LLM key), `execute` (trade key only) and `notify` (no
+# exchange key). Unrouted tasks go to `default`, which the execute worker never consumes.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -175,6 +175,7 @@ CELERY_TASK_ROUTES = {
     "scheduler.tasks.*": {"queue": "scan"},
     "budget.tasks.*": {"queue": "scan"},
     "exchange.tasks.*": {"queue": "scan"},
+    "trading.tasks.notify_*": {"queue": "notify"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -216,3 +217,24 @@ MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)
 # A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.
 SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=120)
 SCAN_DISPATCH_BATCH = env.int("SCAN_DISPATCH_BATCH", default=100)
+
+# --- Notifications --------------------------------------------------------------------------
+# Links in notifications point at the approval console under this address.
+CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000")
+# A delivery is tried this often, waiting BACKOFF, 2*BACKOFF, 4*BACKOFF, ... in between.
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+NOTIFY_RETRY_BACKOFF_SECONDS = env.float("NOTIFY_RETRY_BACKOFF_SECONDS", default=30.0)
+NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=2.0)
+NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=5.0)
+# Webhooks to loopback, private or link-local addresses: only in development by default.
+NOTIFY_ALLOW_PRIVATE_WEBHOOKS = env.bool("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", default=DEBUG)
+# E-mail: one URL (smtp+tls://user:password@host:587, consolemail://, ...).
+globals().update(
+    {
+        name: value
+        for name, value in env.email_url("EMAIL_URL", default="consolemail://").items()
+        if name.startswith("EMAIL_") and value is not None
+    }
+)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="oracle@localhost")

@@ -41,6 +41,22 @@ api_v1 = [
     path("scan-jobs/", apis.ScanJobListApi.as_view(), name="scan-job-list"),
     path("scan-jobs/<int:job_id>/", apis.ScanJobDetailApi.as_view(), name="scan-job-detail"),
     path("budget/", apis.BudgetApi.as_view(), name="budget"),
+    path("notifications/", apis.NotificationSettingsApi.as_view(), name="notifications"),
+    path(
+        "notifications/secret/",
+        apis.NotificationSecretRotateApi.as_view(),
+        name="notification-secret",
+    ),
+    path(
+        "notifications/deliveries/",
+        apis.NotificationDeliveryListApi.as_view(),
+        name="notification-delivery-list",
+    ),
+    path(
+        "notifications/deliveries/<int:delivery_id>/",
+        apis.NotificationDeliveryDetailApi.as_view(),
+        name="notification-delivery-detail",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.

@@ -40,6 +40,7 @@ from scheduler.errors import (
 from scheduler.market import market_snapshot_build
 from scheduler.models import ScanJob
 from trading.models import TradeProposal
+from trading.notifications import Event, notification_enqueue
 from trading.selectors import policy_get_for_user
 from trading.services import MARKET_PATTERN, proposal_create
 
@@ -95,13 +96,14 @@ def scan_jobs_claim_due(
     now = timezone.now()
     due = ScanJob.objects.filter(_lease_free(now), enabled=True, next_run_at__lte=now)
     with transaction.atomic(durable=True):
-        ids = list(
+        rows = list(
             due.select_for_update(skip_locked=True)
             .order_by("next_run_at")
-            .values_list("pk", flat=True)[:limit]
+            .values_list("pk", "user_id", "locked_by", "lock_expires_at")[:limit]
         )
-        if not ids:
+        if not rows:
             return []
+        ids = [pk for pk, *_ in rows]
         # One fresh token for the batch: a lease is always checked as (job id, token), and
         # each job's run swaps it for a token of its own (scan_job_start).
         token = uuid.uuid4()
@@ -116,7 +118,25 @@ def scan_jobs_claim_due(
         )
         if claimed != len(ids):
             raise ScanJobLocked("Another dispatcher claimed some of these jobs first.")
+        _lock_recovered_notify(rows, now=now, recovered_by="claim")
     return [(pk, token) for pk in ids]
+
+
+def _lock_recovered_notify(rows, *, now: datetime, recovered_by: str) -> None:
+    """Tells each owner that a lease expired and was taken back: its holder died or overran.
+    `rows` are (job id, user id, holder, expiry); a free job (no expiry) is not a recovery."""
+    for job_id, user_id, holder, expired_at in rows:
+        if expired_at is None:
+            continue
+        notification_enqueue(
+            event=Event.SCAN_LOCK_RECOVERED,
+            user_id=user_id,
+            job_id=job_id,
+            holder=holder,
+            expired_at=expired_at.isoformat(),
+            recovered_by=recovered_by,
+            at=now.isoformat(),
+        )
 
 
 def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta | None = None) -> uuid.UUID:
@@ -205,12 +225,20 @@ def scan_jobs_release_expired() -> int:
     expired lease as free; this makes the recovery visible and counted.
     """
     now = timezone.now()
-    released = ScanJob.objects.filter(lock_token__isnull=False, lock_expires_at__lte=now).update(
-        **_lease_cleared(),
-        last_error=LEASE_EXPIRED,
-        consecutive_failures=F("consecutive_failures") + 1,
-        updated_at=now,
-    )
+    expired = ScanJob.objects.filter(lock_token__isnull=False, lock_expires_at__lte=now)
+    with transaction.atomic():
+        rows = list(
+            expired.select_for_update(skip_locked=True).values_list(
+                "pk", "user_id", "locked_by", "lock_expires_at"
+            )
+        )
+        released = expired.filter(pk__in=[pk for pk, *_ in rows]).update(
+            **_lease_cleared(),
+            last_error=LEASE_EXPIRED,
+            consecutive_failures=F("consecutive_failures") + 1,
+            updated_at=now,
+        )
+        _lock_recovered_notify(rows, now=now, recovered_by="sweep")
     if released:
         logger.warning("released %s expired scan lease(s)", released)
     return released
@@ -310,6 +338,15 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
             tokens_estimate=advisor.tokens_estimate(snapshot=snapshot, limits=limits),
         )
     except BudgetExhausted as refusal:
+        notification_enqueue(
+            event=Event.BUDGET_EXHAUSTED,
+            user_id=job.user_id,
+            code=refusal.code,
+            message=refusal.message,
+            scan_job_id=job_id,
+            limits=refusal.extra,
+            at=timezone.now().isoformat(),
+        )
         return ScanOutcome(
             job_id, ScanOutcome.BUDGET_REFUSED, refusal.code, usage_id=refusal.extra["usage_id"]
         )

@@ -4,7 +4,8 @@ Bitvavo simulator (paper mode), as separate processes under this one supervisor.
     python scripts/demo.py        (make demo: also creates .venv and installs)
 
 Every process gets only the environment of its role: the scan worker the read-only key,
-the execute worker the trade key, web and beat no exchange key. Ctrl-C stops everything.
+the execute worker the trade key; web, beat and the notify worker no exchange key. Ctrl-C
+stops everything.
 Set DATABASE_URL, CELERY_BROKER_URL, CACHE_URL, the keys and OPENAI_API_KEY to run it
 against real services instead.
 """
@@ -88,6 +89,12 @@ PROCESSES = [
         "execute",
         celery("worker", "-Q", "execute", "-c", "1", "-n", "execute@%h", "-l", "info"),
         {"ORACLE_ROLE": "execute", **trade_env()},
+    ),
+    (
+        # Webhooks and e-mail (console backend by default): no exchange key at all.
+        "notify",
+        celery("worker", "-Q", "notify", "-c", "1", "-n", "notify@%h", "-l", "info"),
+        {"ORACLE_ROLE": "notify"},
     ),
     (
         "beat",

@@ -192,3 +192,16 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 60, what: str = 
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def queue_drain(queue: str) -> list[tuple[str, list]]:
+    """Takes every message off `queue` on the test broker: [(task name, args)], oldest first."""
+    from config.celery import app
+
+    taken = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            args, _kwargs, _embed = message.decode()
+            taken.append((message.headers["task"], args))
+    return taken

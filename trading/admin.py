@@ -23,6 +23,8 @@ from config.errors import DomainError
 from trading import selectors, services
 from trading.models import (
     EmergencyStop,
+    NotificationDelivery,
+    NotificationSettings,
     Policy,
     ProposalEvent,
     TradeExecution,
@@ -51,8 +53,13 @@ class PolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Turn trading OFF for the selected users", permissions=["change"])
     def disable_trading(self, request, queryset: QuerySet[Policy]):
         for policy in queryset.select_related("user"):
-            services.policy_trading_set(user=policy.user, enabled=False)
+            services.policy_trading_set(user=policy.user, enabled=False, actor=request.user)
         self.message_user(request, f"Trading turned off for {queryset.count()} user(s).")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "trading_enabled" in form.changed_data:
+            services.kill_switch_notify(policy=obj, actor=request.user)
 
 
 @admin.register(EmergencyStop)
@@ -357,3 +364,37 @@ class ProposalEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "proposal", "kind", "actor")
     list_filter = ("kind",)
     list_select_related = ("proposal", "actor")
+
+
+@admin.register(NotificationSettings)
+class NotificationSettingsAdmin(ReadOnlyAdmin):
+    """Users change their own settings through the API; staff see them here."""
+
+    list_display = ("user", "webhook_url", "email", "events", "updated_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "email", "webhook_url")
+    fields = ("user", "webhook_url", "secret_hint", "email", "events", "created_at", "updated_at")
+
+    @admin.display(description="webhook secret")
+    def secret_hint(self, row: NotificationSettings) -> str:
+        # Enough to tell secrets apart, not enough to sign with.
+        return f"{row.webhook_secret[:6]}…" if row.webhook_secret else "-"
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "event",
+        "channel",
+        "destination",
+        "status",
+        "attempt_count",
+        "last_error",
+    )
+    list_filter = ("status", "event", "channel")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "destination", "subject", "dedupe_key")
+    date_hierarchy = "created_at"

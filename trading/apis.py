@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from budget.selectors import budget_usage_summary
 from scheduler import selectors as scan_selectors
 from scheduler import services as scan_services
-from trading import selectors, services
+from trading import notifications, selectors, services
 from trading.errors import PermissionMissing, PreflightRefused
 from trading.models import Policy, Side, TradeExecution, TradeProposal
 from trading.preflight import execution_claim, preflight_preview
@@ -370,3 +370,80 @@ class BudgetApi(APIView):
                 hourly_limit=policy.gpt_hourly_limit,
             )
         )
+
+
+class NotificationSettingsApi(APIView):
+    """The user's own notification settings; the secret signs their webhook deliveries."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        # Types and formats are checked by the service, with a stable code per field.
+        webhook_url = serializers.JSONField(required=False)
+        email = serializers.JSONField(required=False)
+        events = serializers.JSONField(required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        webhook_url = serializers.CharField()
+        webhook_secret = serializers.CharField()
+        email = serializers.CharField()
+        events = serializers.ListField(child=serializers.CharField())
+        updated_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request):
+        row = notifications.notification_settings_get(user=request.user)
+        return Response(self.OutputSerializer(row).data)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def patch(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row = notifications.notification_settings_update(
+            user=request.user, **serializer.validated_data
+        )
+        return Response(self.OutputSerializer(row).data)
+
+
+class NotificationSecretRotateApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses=NotificationSettingsApi.OutputSerializer)
+    def post(self, request):
+        row = notifications.notification_secret_rotate(user=request.user)
+        return Response(NotificationSettingsApi.OutputSerializer(row).data)
+
+
+class NotificationDeliveryOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.CharField()
+    channel = serializers.CharField()
+    destination = serializers.CharField()
+    subject = serializers.CharField()
+    payload = serializers.JSONField()
+    status = serializers.CharField()
+    attempt_count = serializers.IntegerField()
+    attempts = serializers.JSONField()
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class NotificationDeliveryListApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=NotificationDeliveryOutputSerializer(many=True))
+    def get(self, request):
+        deliveries = notifications.notification_delivery_list(user=request.user)[:500]
+        return Response(NotificationDeliveryOutputSerializer(deliveries, many=True).data)
+
+
+class NotificationDeliveryDetailApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=NotificationDeliveryOutputSerializer)
+    def get(self, request, delivery_id: int):
+        delivery = notifications.notification_delivery_get(
+            user=request.user, delivery_id=delivery_id
+        )
+        return Response(NotificationDeliveryOutputSerializer(delivery).data)

@@ -37,6 +37,7 @@ from trading.models import (
     TradeHistory,
     TradeProposal,
 )
+from trading.notifications import Event, notification_enqueue
 from trading.preflight import (
     ExecutionOutcome,
     emergency_stop_active,
@@ -144,6 +145,12 @@ def _finish(
         # The execution row itself is the audit of the outcome.
         if to_status == Status.SUBMITTED and order is not None:
             _history_create(execution, order, now)
+        # After commit, ids only: no statement here, and a broker failure is only logged.
+        notification_enqueue(
+            event=Event.EXECUTION_ENDED,
+            user_id=execution.user_id,
+            execution_id=execution.pk,
+        )
     for name, value in fields.items():
         setattr(execution, name, value)
     return True

@@ -21,6 +21,7 @@ from trading.models import (
     TradeExecution,
     TradeProposal,
 )
+from trading.notifications import Event, notification_enqueue
 from trading.selectors import policy_get_for_user
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
@@ -106,6 +107,7 @@ def proposal_create(
             kind=ProposalEvent.Kind.CREATED,
             data={"source": source, "scan_job_id": getattr(scan_job, "pk", None)},
         )
+        notification_enqueue(event=Event.PROPOSAL_PENDING, user_id=user.pk, proposal_id=proposal.pk)
     return proposal
 
 
@@ -236,6 +238,7 @@ def proposals_expire() -> int:
 @transaction.atomic
 def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencyStop:
     stop = EmergencyStop.objects.select_for_update().get(pk=EmergencyStop.SINGLETON_ID)
+    flipped = stop.active != active
     stop.active, stop.reason, stop.changed_by, stop.changed_at = (
         active,
         reason,
@@ -243,7 +246,28 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
         timezone.now(),
     )
     stop.save()
+    if flipped:
+        # Every user with notifications hears of it (user_id None).
+        notification_enqueue(
+            event=Event.EMERGENCY_STOP,
+            user_id=None,
+            active=active,
+            reason=reason,
+            actor_id=getattr(actor, "pk", None),
+            at=stop.changed_at.isoformat(),
+        )
     return stop
+
+
+def kill_switch_notify(*, policy: Policy, actor=None) -> None:
+    """Tells the user their trading was turned on or off (after commit)."""
+    notification_enqueue(
+        event=Event.KILL_SWITCH,
+        user_id=policy.user_id,
+        trading_enabled=policy.trading_enabled,
+        actor_id=getattr(actor, "pk", None),
+        at=timezone.now().isoformat(),
+    )
 
 
 def _policy_lock(*, user) -> Policy:
@@ -258,6 +282,7 @@ def policy_update(*, user, changes: dict) -> Policy:
     """Changes a user's policy; an incoherent result is refused with the rule's stable code."""
     with transaction.atomic():
         policy = _policy_lock(user=user)
+        was_enabled = policy.trading_enabled
         for name, value in changes.items():
             setattr(policy, name, value)
         try:
@@ -270,14 +295,19 @@ def policy_update(*, user, changes: dict) -> Policy:
                 extra={"fields": error.message_dict},
             ) from None
         policy.save()
+        if policy.trading_enabled != was_enabled:
+            kill_switch_notify(policy=policy, actor=user)
     return policy
 
 
 @transaction.atomic
-def policy_trading_set(*, user, enabled: bool) -> Policy:
+def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
     policy = _policy_lock(user=user)
+    flipped = policy.trading_enabled != enabled
     policy.trading_enabled = enabled
     policy.save(update_fields=["trading_enabled", "updated_at"])
+    if flipped:
+        kill_switch_notify(policy=policy, actor=actor)
     return policy
 
 

@@ -6,6 +6,8 @@ process that only publishes tasks (web, beat) never loads it.
 
 from celery import shared_task
 
+from trading.notifications import notification_deliver, notification_event_handle
+
 
 @shared_task(bind=True, max_retries=10)
 def execute_proposal(self, proposal_id: int, actor_id: int | None = None) -> dict:
@@ -36,3 +38,16 @@ def expire_proposals() -> int:
     from trading.services import proposals_expire
 
     return proposals_expire()
+
+
+@shared_task
+def notify_event(event: str, facts: dict) -> list[int]:
+    return notification_event_handle(event=event, facts=facts)
+
+
+@shared_task(bind=True, max_retries=None)
+def notify_deliver(self, delivery_id: int) -> None:
+    # The attempt count on the delivery row decides when to stop, not Celery's.
+    retry_in = notification_deliver(delivery_id=delivery_id)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in)

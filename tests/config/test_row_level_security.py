@@ -29,10 +29,18 @@ from tests.factories import (
     UserFactory,
 )
 from tests.workers import celery_worker, database_url, wait_for
-from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
+from trading.models import (
+    NotificationDelivery,
+    NotificationEvent,
+    NotificationSettings,
+    ProposalEvent,
+    TradeExecution,
+    TradeHistory,
+    TradeProposal,
+)
 
 USER_OWNED_TABLES = importlib.import_module(
-    "trading.migrations.0006_row_level_security"
+    "trading.migrations.0007_row_level_security"
 ).USER_OWNED_TABLES
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -54,6 +62,16 @@ def owned_rows(user) -> TradeProposal:
     GptUsageLogFactory(user=user)
     GptBudgetLock.objects.create(user=user)
     ScanJobFactory(user=user)
+    NotificationSettings.objects.create(user=user, webhook_secret="s" * 64)
+    NotificationDelivery.objects.create(
+        user=user,
+        event=NotificationEvent.KILL_SWITCH,
+        channel=NotificationDelivery.Channel.EMAIL,
+        destination="someone@example.com",
+        dedupe_key=f"kill_switch:{user.pk}",
+        subject="Trading turned off",
+        payload={},
+    )
     return proposal
 
 

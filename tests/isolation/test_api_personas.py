@@ -26,6 +26,7 @@ OBJECT_CASES = {
     "proposal-preflight": ("proposal_id", "approved", [("get", None)]),
     "execution-detail": ("execution_id", "execution", [("get", None)]),
     "scan-job-detail": ("job_id", "scan_job", [("get", None), ("patch", {"enabled": False})]),
+    "notification-delivery-detail": ("delivery_id", "delivery", [("get", None)]),
 }
 
 # Endpoints without an id: each persona reaches only their own rows.
@@ -40,6 +41,9 @@ OWN_CASES = {
     "scan-job-list": [("get", None), ("post", {"markets": ["BTC-EUR"]})],
     "trading-status": [("get", None)],
     "budget": [("get", None)],
+    "notifications": [("get", None), ("patch", {"email": "someone@example.com"})],
+    "notification-secret": [("post", {})],
+    "notification-delivery-list": [("get", None)],
 }
 
 # No user data behind these.

@@ -25,6 +25,8 @@ USER_OWNED_TABLES = (
     "gpt_usage_log",
     "gpt_budget_locks",
     "scan_jobs",
+    "notification_settings",
+    "notification_deliveries",
 )
 
 POLICY_RULE = """
@@ -57,7 +59,7 @@ def disable(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trading", "0005_executions_claimed_index"),
+        ("trading", "0006_notifications"),
         ("budget", "0002_budget_lock"),
         ("scheduler", "0001_initial"),
     ]
