@@ -11,6 +11,9 @@ from budget.models import GptUsageLog
 from scheduler.models import ScanJob
 from trading.models import (
     EmergencyStop,
+    NotificationDelivery,
+    NotificationEvent,
+    NotificationSettings,
     Policy,
     ProposalEvent,
     TradeExecution,
@@ -137,3 +140,24 @@ class GptUsageLogFactory(factory.django.DjangoModelFactory):
     model = "gpt-4o-mini"
     reason = "scan"
     tokens_estimate = 800
+
+
+class NotificationSettingsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NotificationSettings
+
+    user = factory.SubFactory(UserFactory)
+    webhook_secret = factory.LazyFunction(lambda: "s" * 64)
+
+
+class NotificationDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NotificationDelivery
+
+    user = factory.SubFactory(UserFactory)
+    event = NotificationEvent.KILL_SWITCH
+    channel = NotificationDelivery.Channel.EMAIL
+    destination = "someone@example.com"
+    dedupe_key = factory.Sequence(lambda n: f"kill_switch:{n}")
+    subject = "Trading turned off"
+    payload = factory.LazyFunction(dict)

@@ -13,6 +13,8 @@ from django.utils import timezone
 from exchange.models import BalanceSnapshot, ExchangeCall
 from tests.factories import (
     GptUsageLogFactory,
+    NotificationDeliveryFactory,
+    NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
     ScanJobFactory,
@@ -20,7 +22,6 @@ from tests.factories import (
     UserFactory,
 )
 from tests.isolation.personas import OUR_APPS
-from trading.models import NotificationDelivery, NotificationEvent, NotificationSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -46,16 +47,8 @@ def add_rows(n: int) -> None:
             lock_expires_at=timezone.now(),
         )
         GptUsageLogFactory(user=user, status="RESERVED")
-        NotificationSettings.objects.create(user=user, webhook_secret="s" * 64)
-        NotificationDelivery.objects.create(
-            user=user,
-            event=NotificationEvent.KILL_SWITCH,
-            channel=NotificationDelivery.Channel.EMAIL,
-            destination="someone@example.com",
-            dedupe_key=f"kill_switch:{user.pk}",
-            subject="Trading turned off",
-            payload={},
-        )
+        NotificationSettingsFactory(user=user)
+        NotificationDeliveryFactory(user=user)
         ExchangeCall.objects.create(key_role="trade", method="POST", path="/order", latency_ms=1)
         BalanceSnapshot.objects.create(
             asset=uuid.uuid4().hex[:8], available=1, in_order=0, fetched_at=timezone.now()

@@ -21,6 +21,8 @@ from budget.models import GptBudgetLock
 from config.celery import app
 from tests.factories import (
     GptUsageLogFactory,
+    NotificationDeliveryFactory,
+    NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
     ScanJobFactory,
@@ -30,9 +32,6 @@ from tests.factories import (
 )
 from tests.workers import celery_worker, database_url, wait_for
 from trading.models import (
-    NotificationDelivery,
-    NotificationEvent,
-    NotificationSettings,
     ProposalEvent,
     TradeExecution,
     TradeHistory,
@@ -62,16 +61,8 @@ def owned_rows(user) -> TradeProposal:
     GptUsageLogFactory(user=user)
     GptBudgetLock.objects.create(user=user)
     ScanJobFactory(user=user)
-    NotificationSettings.objects.create(user=user, webhook_secret="s" * 64)
-    NotificationDelivery.objects.create(
-        user=user,
-        event=NotificationEvent.KILL_SWITCH,
-        channel=NotificationDelivery.Channel.EMAIL,
-        destination="someone@example.com",
-        dedupe_key=f"kill_switch:{user.pk}",
-        subject="Trading turned off",
-        payload={},
-    )
+    NotificationSettingsFactory(user=user)
+    NotificationDeliveryFactory(user=user)
     return proposal
 
 

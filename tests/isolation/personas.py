@@ -18,6 +18,8 @@ from django.utils import timezone
 from exchange.models import BalanceSnapshot, ExchangeCall
 from tests.factories import (
     GptUsageLogFactory,
+    NotificationDeliveryFactory,
+    NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
     ScanJobFactory,
@@ -26,12 +28,7 @@ from tests.factories import (
     TradeProposalFactory,
     UserFactory,
 )
-from trading.models import (
-    EmergencyStop,
-    NotificationDelivery,
-    NotificationEvent,
-    NotificationSettings,
-)
+from trading.models import EmergencyStop
 
 OUR_APPS = ("trading", "scheduler", "budget", "exchange")
 MARKER = "ZQX"
@@ -94,18 +91,9 @@ class World:
             lock_expires_at=now + timedelta(minutes=2),
         )
         self.usage = GptUsageLogFactory(user=self.alice, model=f"{MARKER}-model", status="RESERVED")
-        self.notification_settings = NotificationSettings.objects.create(
-            user=self.alice, webhook_secret="s" * 64, email=f"{MARKER}@example.com"
-        )
-        self.delivery = NotificationDelivery.objects.create(
-            user=self.alice,
-            event=NotificationEvent.KILL_SWITCH,
-            channel=NotificationDelivery.Channel.EMAIL,
-            destination=f"{MARKER}@example.com",
-            dedupe_key=f"kill_switch:{MARKER}",
-            subject="Trading turned off",
-            payload={},
-        )
+        mail = f"{MARKER}@example.com"
+        self.notification_settings = NotificationSettingsFactory(user=self.alice, email=mail)
+        self.delivery = NotificationDeliveryFactory(user=self.alice, destination=mail)
         self.stop = EmergencyStop.objects.get()
         # Process-wide audit rows, not owned by a user: staff may read them, nobody edits them.
         self.exchange_call = ExchangeCall.objects.create(
