@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from config.logs import log_event
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from trading.models import (
@@ -146,6 +147,16 @@ def _finish(
             _history_create(execution, order, now)
     for name, value in fields.items():
         setattr(execution, name, value)
+    log_event(
+        logger,
+        f"execution.{to_status.lower()}",
+        level=logging.INFO if to_status == Status.SUBMITTED else logging.WARNING,
+        execution_id=execution.pk,
+        proposal_id=execution.proposal_id,
+        user_id=execution.user_id,
+        code=error_code,
+        exchange_order_id=execution.exchange_order_id,
+    )
     return True
 
 
@@ -232,7 +243,16 @@ def _outcome_unknown(execution: TradeExecution, request: dict, error: Exception)
     """The order may exist (timeout, dropped connection, 101, 109, 5xx): stay SUBMITTING and
     let the reconciler look it up. Never send it again."""
     code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
-    logger.warning("order outcome unknown for execution %s: %s", execution.pk, error)
+    log_event(
+        logger,
+        "execution.unknown",
+        level=logging.WARNING,
+        execution_id=execution.pk,
+        proposal_id=execution.proposal_id,
+        user_id=execution.user_id,
+        code=code,
+        error=str(error)[:300],
+    )
     TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
         bitvavo_request=request,
         error_code=code,
@@ -366,4 +386,13 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
     for execution in executions:
         result = execution_reconcile(execution=execution, client=client)
         counts[result] = counts.get(result, 0) + 1
+        log_event(
+            logger,
+            "reconcile.outcome",
+            execution_id=execution.pk,
+            proposal_id=execution.proposal_id,
+            user_id=execution.user_id,
+            outcome=result,
+            attempts=execution.reconcile_attempts,
+        )
     return counts
