@@ -396,3 +396,29 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
             attempts=execution.reconcile_attempts,
         )
     return counts
+
+
+# --- Report -----------------------------------------------------------------------------------
+
+
+def exchange_orders_between(
+    *, markets: list[str], start: datetime, end: datetime, client: TradeClient | None = None
+) -> list[dict]:
+    """Every order the exchange has in `markets` created in [start, end], paging back through
+    lists of 1,000. Read-only calls with the trade key: Bitvavo lists orders only for a key
+    with the Trade permission."""
+    client = client or TradeClient()
+    page = 1000
+    orders: list[dict] = []
+    for market in markets:
+        end_ms = int(end.timestamp() * 1000)
+        start_ms = int(start.timestamp() * 1000)
+        while end_ms >= start_ms:
+            rows = client.list_orders(market=market, start_ms=start_ms, end_ms=end_ms, limit=page)
+            orders.extend(rows)
+            if len(rows) < page:
+                break
+            # Newest first: continue before the oldest of this page.
+            end_ms = min(int(row["created"]) for row in rows) - 1
+    # A page boundary inside one millisecond could repeat an order: keep each once.
+    return list({order["orderId"]: order for order in orders}.values())
