@@ -147,17 +147,27 @@ def _finish(
             _history_create(execution, order, now)
     for name, value in fields.items():
         setattr(execution, name, value)
-    log_event(
-        logger,
+    _log(
         f"execution.{to_status.lower()}",
+        execution,
         level=logging.INFO if to_status == Status.SUBMITTED else logging.WARNING,
-        execution_id=execution.pk,
-        proposal_id=execution.proposal_id,
-        user_id=execution.user_id,
         code=error_code,
         exchange_order_id=execution.exchange_order_id,
     )
     return True
+
+
+def _log(event: str, execution: TradeExecution, *, level: int = logging.INFO, **fields) -> None:
+    """A worker event about an execution, with its ids."""
+    log_event(
+        logger,
+        event,
+        level=level,
+        execution_id=execution.pk,
+        proposal_id=execution.proposal_id,
+        user_id=execution.user_id,
+        **fields,
+    )
 
 
 def _succeed(execution: TradeExecution, order: dict, **kw) -> bool:
@@ -243,16 +253,7 @@ def _outcome_unknown(execution: TradeExecution, request: dict, error: Exception)
     """The order may exist (timeout, dropped connection, 101, 109, 5xx): stay SUBMITTING and
     let the reconciler look it up. Never send it again."""
     code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
-    log_event(
-        logger,
-        "execution.unknown",
-        level=logging.WARNING,
-        execution_id=execution.pk,
-        proposal_id=execution.proposal_id,
-        user_id=execution.user_id,
-        code=code,
-        error=str(error)[:300],
-    )
+    _log("execution.unknown", execution, level=logging.WARNING, code=code, error=str(error)[:300])
     TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
         bitvavo_request=request,
         error_code=code,
@@ -386,15 +387,7 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
     for execution in executions:
         result = execution_reconcile(execution=execution, client=client)
         counts[result] = counts.get(result, 0) + 1
-        log_event(
-            logger,
-            "reconcile.outcome",
-            execution_id=execution.pk,
-            proposal_id=execution.proposal_id,
-            user_id=execution.user_id,
-            outcome=result,
-            attempts=execution.reconcile_attempts,
-        )
+        _log("reconcile.outcome", execution, outcome=result, attempts=execution.reconcile_attempts)
     return counts
 
 
@@ -402,23 +395,27 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
 
 
 def exchange_orders_between(
-    *, markets: list[str], start: datetime, end: datetime, client: TradeClient | None = None
+    *,
+    markets: list[str],
+    start: datetime,
+    end: datetime,
+    client: TradeClient | None = None,
+    page: int = 1000,
 ) -> list[dict]:
     """Every order the exchange has in `markets` created in [start, end], paging back through
-    lists of 1,000. Read-only calls with the trade key: Bitvavo lists orders only for a key
-    with the Trade permission."""
+    lists of `page` (Bitvavo's maximum is 1,000). Read-only calls, with the trade key:
+    Bitvavo lists orders only for a key with the Trade permission."""
     client = client or TradeClient()
-    page = 1000
-    orders: list[dict] = []
+    found: dict[str, dict] = {}
     for market in markets:
-        end_ms = int(end.timestamp() * 1000)
-        start_ms = int(start.timestamp() * 1000)
-        while end_ms >= start_ms:
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        while True:
             rows = client.list_orders(market=market, start_ms=start_ms, end_ms=end_ms, limit=page)
-            orders.extend(rows)
-            if len(rows) < page:
+            new = {row["orderId"]: row for row in rows if row["orderId"] not in found}
+            found.update(new)
+            if len(rows) < page or not new:
                 break
-            # Newest first: continue before the oldest of this page.
-            end_ms = min(int(row["created"]) for row in rows) - 1
-    # A page boundary inside one millisecond could repeat an order: keep each once.
-    return list({order["orderId"]: order for order in orders}.values())
+            # Newest first: go on from the oldest millisecond of this page (inclusive, so
+            # orders sharing it are not skipped; the repeats are dropped above).
+            end_ms = min(int(row["created"]) for row in rows)
+    return list(found.values())

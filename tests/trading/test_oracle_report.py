@@ -15,7 +15,7 @@ from budget.errors import BudgetExhausted
 from budget.services import budget_admit
 from exchange.orders import TradeClient
 from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory
-from trading.execution import execution_run
+from trading.execution import exchange_orders_between, execution_run
 
 pytestmark = pytest.mark.django_db
 
@@ -45,24 +45,17 @@ def executed(exchange):
 
 
 def test_orders_and_executions_that_match_report_no_orphan(executed, exchange):
-    usage_user = executed.user_id
-    budget_admit(
-        user_id=usage_user,
-        daily_limit=1,
-        hourly_limit=1,
-        model="m",
-        reason="scan",
-        tokens_estimate=5,
-    )
+    admission = {
+        "user_id": executed.user_id,
+        "daily_limit": 1,
+        "hourly_limit": 1,
+        "model": "m",
+        "reason": "scan",
+        "tokens_estimate": 5,
+    }
+    budget_admit(**admission)
     with pytest.raises(BudgetExhausted):
-        budget_admit(
-            user_id=usage_user,
-            daily_limit=1,
-            hourly_limit=1,
-            model="m",
-            reason="scan",
-            tokens_estimate=5,
-        )
+        budget_admit(**admission)
 
     output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
 
@@ -133,3 +126,22 @@ def test_it_needs_the_trade_key_of_the_execute_role(exchange, monkeypatch):
 def test_a_bad_range_is_refused_with_a_code(args, code):
     with pytest.raises(CommandError, match=code):
         call_command("oracle_report", *args, stdout=io.StringIO())
+
+
+def test_the_exchange_listing_pages_back_through_every_order(exchange):
+    client = TradeClient()
+    placed = {
+        client.place_market_order(
+            market=market, side="buy", client_order_id=uuid.uuid4(), amount_quote=Decimal("12")
+        )["orderId"]
+        for market in ("BTC-EUR", "BTC-EUR", "BTC-EUR", "BTC-EUR", "BTC-EUR", "ETH-EUR")
+    }
+    now = timezone.now()
+    listed = exchange_orders_between(
+        markets=["BTC-EUR", "ETH-EUR"],
+        start=now - timedelta(minutes=5),
+        end=now + timedelta(minutes=1),
+        client=client,
+        page=2,
+    )
+    assert sorted(order["orderId"] for order in listed) == sorted(placed)
