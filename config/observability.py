@@ -1,7 +1,8 @@
 """/healthz and /metrics.
 
-Metrics are read from the database at scrape time, so every process (web, workers, beat)
-is counted the same way, with no per-process counters to merge.
+Metrics are read at scrape time from the database (and, for the few events no table
+records, from counters shared in the cache), so every process (web, workers, beat) is
+counted the same way, with no per-process counters to merge.
 """
 
 from __future__ import annotations
