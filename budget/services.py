@@ -7,6 +7,7 @@ counted one after the other and a limit of N lets exactly N calls through.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -16,6 +17,9 @@ from django.utils import timezone
 from budget.errors import BudgetError, BudgetExhausted, UsageStateConflict
 from budget.models import GptBudgetLock, GptUsageLog
 from budget.selectors import budget_usage_counts
+from config.logs import log_event
+
+logger = logging.getLogger(__name__)
 
 # Longer than any call can take (LLM timeout < task hard limit < this). A reservation this
 # old belongs to a process that died; it is closed as FAILED and keeps counting as spent,
@@ -73,6 +77,15 @@ def budget_admit(
             finished_at=now if refusal else None,
         )
     if refusal:
+        log_event(
+            logger,
+            "budget.refused",
+            level=logging.WARNING,
+            user_id=user_id,
+            usage_id=usage.pk,
+            job_id=scan_job_id,
+            code=refusal,
+        )
         raise BudgetExhausted(
             f"The LLM budget allows no call now: {today}/{daily_limit} today, "
             f"{this_hour}/{hourly_limit} in the last hour.",

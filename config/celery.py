@@ -9,6 +9,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@signals.setup_logging.connect
+def log_through_settings(**kwargs):
+    """Workers and beat log through settings.LOGGING (JSON lines in production) instead of
+    Celery's own handlers: connecting this signal is how Celery is told to leave logging be."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
 @signals.worker_init.connect
 def refuse_to_start_with_the_wrong_key(**kwargs):
     """A scan worker whose key can trade, or an execute worker without a working trade key,

@@ -65,6 +65,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if not DEBUG:
+    # Serves the collected static files (the admin's) under gunicorn, without a proxy; under
+    # DEBUG, runserver serves them itself.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
@@ -138,10 +143,19 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# json: one JSON object per line with the event's ids (config/logs.py), the default for
+# workers and beat in production; text: for people, the default for web and under DEBUG.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG or ORACLE_ROLE == "web" else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "config.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

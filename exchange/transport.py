@@ -52,6 +52,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def rate_limit_role_key(key_role: str) -> str:
+    """Where the last rate-limit headers seen with a key of this role are kept."""
+    return f"bitvavo:ratelimit:role:{key_role}"
+
+
 class RateLimitState:
     """The shared per-key budget: what the exchange said is left, what we spent, any ban.
 
@@ -59,9 +64,10 @@ class RateLimitState:
     news (a ban recorded by one process survives another recording headers).
     """
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, *, key_role: str = "public") -> None:
         ident = hashlib.sha256((api_key or "anonymous").encode()).hexdigest()[:16]
         self.prefix = f"bitvavo:ratelimit:{ident}"
+        self.key_role = key_role
 
     def get(self) -> dict:
         """What the exchange last said: limit, remaining, reset_at_ms; and banned_until_ms."""
@@ -80,7 +86,12 @@ class RateLimitState:
         ):
             if value is not None:
                 state[name] = value
-        cache.set(f"{self.prefix}:budget", state, timeout=3600)
+        # Also under the key's role, for /metrics in a process that holds no key (one round
+        # trip: set_many pipelines on Redis).
+        cache.set_many(
+            {f"{self.prefix}:budget": state, rate_limit_role_key(self.key_role): state},
+            timeout=3600,
+        )
 
     def ban(self, until_ms: int, *, at_ms: int) -> None:
         seconds = max(1, (until_ms - at_ms) // 1000 + 1)
@@ -145,7 +156,7 @@ class Transport:
         self.api_key = api_key
         self.api_secret = api_secret
         self.key_role = key_role
-        self.rate_limit = RateLimitState(api_key)
+        self.rate_limit = RateLimitState(api_key, key_role=key_role)
         self.session = requests.Session()
         self._offset_key = f"bitvavo:clock-offset:{self.base_url}"
 

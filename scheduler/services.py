@@ -27,7 +27,9 @@ from django.utils import timezone
 from budget.errors import BudgetExhausted
 from budget.models import GptUsageLog
 from budget.services import budget_admit, budget_close
+from config.counters import counter_add
 from config.errors import DomainError
+from config.logs import log_event
 from exchange.readonly import ReadonlyClient
 from scheduler.advisors import Advice, advice_parse, advisor_get
 from scheduler.errors import (
@@ -117,9 +119,17 @@ def scan_jobs_claim_due(
             updated_at=now,
         )
         if claimed != len(ids):
+            counter_add("scan_lease_contention")
             raise ScanJobLocked("Another dispatcher claimed some of these jobs first.")
         _lock_recovered_notify(rows, now=now, recovered_by="claim")
+    _claimed(ids, owner)
     return [(pk, token) for pk in ids]
+
+
+def _claimed(job_ids: list[int], owner: str) -> None:
+    counter_add("scan_jobs_claimed", len(job_ids))
+    for job_id in job_ids:
+        log_event(logger, "scan.claimed", job_id=job_id, owner=owner)
 
 
 def _lock_recovered_notify(rows, *, now: datetime, recovered_by: str) -> None:
@@ -154,11 +164,13 @@ def scan_job_claim(*, job_id: int, owner: str, ttl: timedelta | None = None) -> 
         holder = ScanJob.objects.filter(pk=job_id).values("locked_by", "lock_expires_at").first()
         if holder is None:
             raise ScanError(f"No scan job #{job_id}.", code="SCAN_JOB_NOT_FOUND", http_status=404)
+        counter_add("scan_lease_contention")
         raise ScanJobLocked(
             f"Scan job #{job_id} is leased by {holder['locked_by']} until "
             f"{holder['lock_expires_at']:%Y-%m-%d %H:%M:%S}.",
             extra={"job_id": job_id},
         )
+    _claimed([job_id], owner)
     return token
 
 
@@ -232,7 +244,8 @@ def scan_jobs_release_expired() -> int:
                 "pk", "user_id", "locked_by", "lock_expires_at"
             )
         )
-        released = expired.filter(pk__in=[pk for pk, *_ in rows]).update(
+        job_ids = [pk for pk, *_ in rows]
+        released = expired.filter(pk__in=job_ids).update(
             **_lease_cleared(),
             last_error=LEASE_EXPIRED,
             consecutive_failures=F("consecutive_failures") + 1,
@@ -240,7 +253,9 @@ def scan_jobs_release_expired() -> int:
         )
         _lock_recovered_notify(rows, now=now, recovered_by="sweep")
     if released:
-        logger.warning("released %s expired scan lease(s)", released)
+        counter_add("scan_leases_expired", released)
+        for job_id in job_ids:
+            log_event(logger, "scan.lease_recovered", level=logging.WARNING, job_id=job_id)
     return released
 
 
@@ -289,12 +304,11 @@ def scan_job_run(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     """
     token = scan_job_start(job_id=job_id, lock_token=lock_token)
     if token is None:
-        return ScanOutcome(job_id, ScanOutcome.LEASE_LOST, "The claim was spent or taken over.")
+        return _lease_lost(job_id, "The claim was spent or taken over.")
     try:
         outcome = _scan(job_id=job_id, lock_token=token)
     except ScanLeaseLost as error:
-        logger.warning("scan job %s: %s", job_id, error)
-        return ScanOutcome(job_id, ScanOutcome.LEASE_LOST, str(error))
+        return _lease_lost(job_id, str(error))
     except DomainError as error:
         outcome = ScanOutcome(job_id, ScanOutcome.FAILED, f"{error.code}: {error.message}")
     except Exception as error:
@@ -306,8 +320,30 @@ def scan_job_run(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         succeeded=not outcome.failed,
         error="" if outcome.status in (outcome.PROPOSED, outcome.NO_TRADE) else outcome.detail,
     )
-    logger.info("scan job %s: %s %s", job_id, outcome.status, outcome.detail[:200])
+    log_event(
+        logger,
+        "scan.refused" if outcome.status == outcome.BUDGET_REFUSED else "scan.finished",
+        level=logging.WARNING if outcome.failed else logging.INFO,
+        job_id=job_id,
+        status=outcome.status,
+        proposal_id=outcome.proposal_id,
+        usage_id=outcome.usage_id,
+        detail=outcome.detail[:200],
+    )
     return outcome
+
+
+def _lease_lost(job_id: int, detail: str) -> ScanOutcome:
+    counter_add("scan_lease_contention")
+    log_event(
+        logger,
+        "scan.refused",
+        level=logging.WARNING,
+        job_id=job_id,
+        status="LEASE_LOST",
+        detail=detail,
+    )
+    return ScanOutcome(job_id, ScanOutcome.LEASE_LOST, detail)
 
 
 def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:

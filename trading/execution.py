@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from config.logs import log_event
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from trading.models import (
@@ -153,7 +154,27 @@ def _finish(
         )
     for name, value in fields.items():
         setattr(execution, name, value)
+    _log(
+        f"execution.{to_status.lower()}",
+        execution,
+        level=logging.INFO if to_status == Status.SUBMITTED else logging.WARNING,
+        code=error_code,
+        exchange_order_id=execution.exchange_order_id,
+    )
     return True
+
+
+def _log(event: str, execution: TradeExecution, *, level: int = logging.INFO, **fields) -> None:
+    """A worker event about an execution, with its ids."""
+    log_event(
+        logger,
+        event,
+        level=level,
+        execution_id=execution.pk,
+        proposal_id=execution.proposal_id,
+        user_id=execution.user_id,
+        **fields,
+    )
 
 
 def _succeed(execution: TradeExecution, order: dict, **kw) -> bool:
@@ -239,7 +260,7 @@ def _outcome_unknown(execution: TradeExecution, request: dict, error: Exception)
     """The order may exist (timeout, dropped connection, 101, 109, 5xx): stay SUBMITTING and
     let the reconciler look it up. Never send it again."""
     code = getattr(error, "code", "EXCHANGE_OUTCOME_UNKNOWN")
-    logger.warning("order outcome unknown for execution %s: %s", execution.pk, error)
+    _log("execution.unknown", execution, level=logging.WARNING, code=code, error=str(error)[:300])
     TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
         bitvavo_request=request,
         error_code=code,
@@ -373,4 +394,35 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
     for execution in executions:
         result = execution_reconcile(execution=execution, client=client)
         counts[result] = counts.get(result, 0) + 1
+        _log("reconcile.outcome", execution, outcome=result, attempts=execution.reconcile_attempts)
     return counts
+
+
+# --- Report -----------------------------------------------------------------------------------
+
+
+def exchange_orders_between(
+    *,
+    markets: list[str],
+    start: datetime,
+    end: datetime,
+    client: TradeClient | None = None,
+    page: int = 1000,
+) -> list[dict]:
+    """Every order the exchange has in `markets` created in [start, end], paging back through
+    lists of `page` (Bitvavo's maximum is 1,000). Read-only calls, with the trade key:
+    Bitvavo lists orders only for a key with the Trade permission."""
+    client = client or TradeClient()
+    found: dict[str, dict] = {}
+    for market in markets:
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        while True:
+            rows = client.list_orders(market=market, start_ms=start_ms, end_ms=end_ms, limit=page)
+            new = {row["orderId"]: row for row in rows if row["orderId"] not in found}
+            found.update(new)
+            if len(rows) < page or not new:
+                break
+            # Newest first: go on from the oldest millisecond of this page (inclusive, so
+            # orders sharing it are not skipped; the repeats are dropped above).
+            end_ms = min(int(row["created"]) for row in rows)
+    return list(found.values())

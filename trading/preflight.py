@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from config.logs import log_event
 from config.scoping import scope_system
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
@@ -275,6 +276,14 @@ def execution_claim(
                     actor_id=actor_id,
                     kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
                     data=preflight,
+                )
+                log_event(
+                    logger,
+                    "preflight.refused",
+                    level=logging.WARNING,
+                    proposal_id=proposal.pk,
+                    user_id=proposal.user_id,
+                    codes=result.failed_codes,
                 )
                 return ExecutionOutcome(
                     execution=None, refused_codes=result.failed_codes, preflight=preflight

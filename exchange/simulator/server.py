@@ -150,6 +150,9 @@ class Handler(BaseHTTPRequestHandler):
 class SimulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: 30 clients connecting at once overflowed it, and a
+    # dropped SYN is retried after 1 s, then 3 s, past our 3 s connect timeout.
+    request_queue_size = 128
 
     def __init__(self, address, state: SimulatorState):
         super().__init__(address, Handler)

@@ -1,0 +1,113 @@
+from datetime import UTC, datetime, time, timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from exchange.errors import ExchangeError
+from trading.execution import exchange_orders_between
+from trading.report import Report, report_build, report_lookup_range, report_markets
+
+SHOWN = "%Y-%m-%d %H:%M:%S"
+
+
+def moment(text: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC unless it names its zone)."""
+    value = parse_datetime(text)
+    if value is None:
+        day = parse_date(text)
+        if day is None:
+            raise CommandError(
+                f"DATE_INVALID: {text!r} is not an ISO date or date-time (2026-01-31T12:00)."
+            )
+        value = datetime.combine(day, time.min)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+
+
+class Command(BaseCommand):
+    help = (
+        "For a time range: orders at the exchange against executions in the database (exits "
+        "non-zero on any orphan either way), LLM budget use and scan health. Lists orders with "
+        "the trade key, so it runs in the execute role (docker compose run --rm worker-execute "
+        "python manage.py oracle_report)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--since", type=moment, help="start (default: 24 hours before --until)")
+        parser.add_argument("--until", type=moment, help="end (default: now)")
+
+    def handle(self, *args, since=None, until=None, **options):
+        until = until or timezone.now()
+        since = since or until - timedelta(hours=24)
+        if since >= until:
+            raise CommandError("RANGE_INVALID: --since must be before --until.")
+        markets = report_markets(since=since, until=until)
+        start, end = report_lookup_range(since=since, until=until)
+        try:
+            orders = exchange_orders_between(markets=markets, start=start, end=end)
+        except ExchangeError as error:
+            raise CommandError(f"{error.code}: {error.message}") from error
+        report = report_build(since=since, until=until, markets=markets, orders=orders)
+        self._print(report)
+        if report.orphans:
+            raise CommandError(
+                f"ORPHANS_FOUND: {len(report.orphan_orders)} order(s) without an execution, "
+                f"{len(report.orphan_executions)} execution(s) without an order."
+            )
+
+    def _print(self, report: Report) -> None:
+        out = self.stdout.write
+        since, until = (report.since.astimezone(UTC), report.until.astimezone(UTC))
+        out(f"Oracle report {since:{SHOWN}} .. {until:{SHOWN}} UTC")
+        out(f"markets: {', '.join(report.markets) or '(none)'}")
+        out("")
+        out("Orders and executions")
+        out(f"  orders at the exchange:        {report.orders_at_exchange}")
+        executions = ", ".join(f"{s}={n}" for s, n in report.executions.items()) or "none"
+        out(f"  executions in the database:    {executions}")
+        out(f"  unresolved (SUBMITTING):       {report.unresolved}")
+        out(f"  orders without an execution:   {len(report.orphan_orders)}")
+        for order in report.orphan_orders:
+            out(
+                f"    order {order['order_id']} {order['market']} {order['side']} "
+                f"at {order['created']:{SHOWN}} clientOrderId="
+                f"{order['client_order_id'] or '-'} execution={order['execution']}"
+            )
+        out(f"  executions without an order:   {len(report.orphan_executions)}")
+        for execution in report.orphan_executions:
+            out(
+                f"    execution #{execution['execution_id']} (proposal "
+                f"#{execution['proposal_id']}) {execution['market']} "
+                f"order id {execution['exchange_order_id'] or '-'}"
+            )
+        out("")
+        budget = report.budget
+        out("LLM budget")
+        by_status = ", ".join(f"{s}={n}" for s, n in budget["by_status"].items()) or "none"
+        out(f"  calls counted:                 {budget['calls']} ({by_status})")
+        out(
+            f"  tokens:                        {budget['prompt']} prompt, "
+            f"{budget['completion']} completion"
+        )
+        refusals = ", ".join(f"{c}={n}" for c, n in budget["refusals"].items()) or "none"
+        out(f"  refusals:                      {refusals}")
+        out("")
+        scans = report.scans
+        out("Scan health")
+        out(
+            f"  jobs:                          {scans['total']} ({scans['enabled']} enabled, "
+            f"{scans['failing']} failing)"
+        )
+        out(f"  jobs finished in the range:    {scans['finished_in_range']}")
+        out(
+            f"  advisor calls / failures:      {scans['advisor_calls_in_range']} / "
+            f"{scans['advisor_failures_in_range']}"
+        )
+        out(f"  jobs whose last lease expired: {scans['lease_expired_last_run']}")
+        out(
+            f"  since the counters started:    {scans['claimed_total']} claims, "
+            f"{scans['leases_expired_total']} expired leases recovered, "
+            f"{scans['lease_contention_total']} lease contentions"
+        )
+        out("")
+        out(f"orphans: {report.orphans}")

@@ -1,0 +1,153 @@
+"""The operator's report for a time range: orders at the exchange against executions in the
+database (orphans either way must be 0), LLM budget use and scan health.
+
+Reads only. The orders come from the caller (the execute role lists them with the trade
+key), so this module never touches the exchange.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+
+from budget.models import GptUsageLog
+from config.counters import counter_values
+from scheduler.models import ScanJob
+from scheduler.services import LEASE_EXPIRED
+from trading.models import Policy, TradeExecution
+
+Status = TradeExecution.Status
+
+
+@dataclass
+class Report:
+    since: datetime
+    until: datetime
+    markets: list[str]
+    orders_at_exchange: int = 0
+    executions: dict[str, int] = field(default_factory=dict)
+    # Orders with no execution, or whose execution says no order was made.
+    orphan_orders: list[dict] = field(default_factory=list)
+    # SUBMITTED executions whose order the exchange does not have.
+    orphan_executions: list[dict] = field(default_factory=list)
+    unresolved: int = 0  # SUBMITTING: only the reconciler decides these
+    budget: dict = field(default_factory=dict)
+    scans: dict = field(default_factory=dict)
+
+    @property
+    def orphans(self) -> int:
+        return len(self.orphan_orders) + len(self.orphan_executions)
+
+
+def report_markets(*, since: datetime, until: datetime) -> list[str]:
+    """Every market an order of ours could be in: allowlisted now, or executed in the range."""
+    markets = set(
+        TradeExecution.objects.filter(claimed_at__range=(since, until)).values_list(
+            "market", flat=True
+        )
+    )
+    for allowlist in Policy.objects.values_list("allowlist", flat=True):
+        markets.update(allowlist or [])
+    return sorted(markets)
+
+
+def report_lookup_range(*, since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The range to list orders in: an order is created up to one access window (plus the
+    read timeout) after its execution started sending, so an execution near the edge still
+    finds its order."""
+    slack = timedelta(milliseconds=settings.BITVAVO_ACCESS_WINDOW_MS) + timedelta(
+        seconds=settings.BITVAVO_READ_TIMEOUT
+    )
+    return since - slack, until + slack
+
+
+def report_build(
+    *, since: datetime, until: datetime, markets: list[str], orders: list[dict]
+) -> Report:
+    """Compares `orders` (listed over report_lookup_range) with the executions, and adds
+    the budget and scan figures, for [since, until]."""
+    report = Report(since=since, until=until, markets=markets)
+    since_ms, until_ms = since.timestamp() * 1000, until.timestamp() * 1000
+    in_range = [o for o in orders if since_ms <= int(o["created"]) <= until_ms]
+    report.orders_at_exchange = len(in_range)
+
+    by_client_id = {
+        str(e.client_order_id): e
+        for e in TradeExecution.objects.filter(
+            client_order_id__in=[o["clientOrderId"] for o in orders if o.get("clientOrderId")]
+        )
+    }
+    may_have_order = (Status.SUBMITTING, Status.SUBMITTED)
+    for order in in_range:
+        execution = by_client_id.get(str(order.get("clientOrderId")))
+        if execution is None or execution.status not in may_have_order:
+            report.orphan_orders.append(
+                {
+                    "order_id": order["orderId"],
+                    "market": order["market"],
+                    "side": order.get("side"),
+                    "client_order_id": order.get("clientOrderId"),
+                    "created": datetime.fromtimestamp(int(order["created"]) / 1000, UTC),
+                    "execution": f"#{execution.pk} {execution.status}" if execution else "none",
+                }
+            )
+
+    executions = TradeExecution.objects.filter(claimed_at__range=(since, until))
+    report.executions = dict(
+        executions.values_list("status").annotate(n=Count("id")).order_by("status")
+    )
+    report.unresolved = report.executions.get(Status.SUBMITTING, 0)
+    order_ids = {str(o["orderId"]) for o in orders}
+    for execution in executions.filter(status=Status.SUBMITTED).order_by("pk"):
+        if execution.exchange_order_id not in order_ids:
+            report.orphan_executions.append(
+                {
+                    "execution_id": execution.pk,
+                    "proposal_id": execution.proposal_id,
+                    "market": execution.market,
+                    "exchange_order_id": execution.exchange_order_id,
+                }
+            )
+
+    report.budget = _budget(since=since, until=until)
+    report.scans = _scans(since=since, until=until)
+    return report
+
+
+def _budget(*, since: datetime, until: datetime) -> dict:
+    usage = GptUsageLog.objects.filter(created_at__range=(since, until))
+    by_status = dict(usage.values_list("status").annotate(n=Count("id")).order_by("status"))
+    tokens = usage.aggregate(
+        prompt=Sum("prompt_tokens", default=0), completion=Sum("completion_tokens", default=0)
+    )
+    refusals = dict(
+        usage.filter(status=GptUsageLog.Status.REFUSED)
+        .values_list("error")
+        .annotate(n=Count("id"))
+        .order_by("error")
+    )
+    counted = sum(n for status, n in by_status.items() if status in GptUsageLog.COUNTED)
+    return {"calls": counted, "by_status": by_status, "refusals": refusals, **tokens}
+
+
+def _scans(*, since: datetime, until: datetime) -> dict:
+    jobs = ScanJob.objects.aggregate(
+        total=Count("id"),
+        enabled=Count("id", filter=Q(enabled=True)),
+        failing=Count("id", filter=Q(consecutive_failures__gt=0)),
+        lease_expired_last_run=Count("id", filter=Q(last_error=LEASE_EXPIRED)),
+        finished_in_range=Count("id", filter=Q(last_finished_at__range=(since, until))),
+    )
+    scan_usage = GptUsageLog.objects.filter(
+        created_at__range=(since, until), scan_job__isnull=False
+    )
+    jobs["advisor_calls_in_range"] = scan_usage.filter(status__in=GptUsageLog.COUNTED).count()
+    jobs["advisor_failures_in_range"] = scan_usage.filter(status=GptUsageLog.Status.FAILED).count()
+    counters = counter_values()
+    jobs["leases_expired_total"] = counters["scan_leases_expired"]
+    jobs["lease_contention_total"] = counters["scan_lease_contention"]
+    jobs["claimed_total"] = counters["scan_jobs_claimed"]
+    return jobs
