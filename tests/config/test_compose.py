@@ -117,3 +117,15 @@ def test_each_process_holds_only_its_own_keys(services):
         "worker-notify": "notify",
     }
     assert services["worker-execute"]["environment"]["LIVE_TRADING"] == "false"
+
+
+def test_each_process_connects_as_its_own_database_role(services):
+    # Row-level security binds neither superusers nor table owners: the owner only migrates.
+    def role(name: str) -> str:
+        return services[name]["environment"]["DATABASE_URL"].split("//", 1)[1].split(":", 1)[0]
+
+    assert role("migrate") == "oracle"
+    assert "db_roles" in " ".join(services["migrate"]["command"])
+    assert role("web") == "oracle_web"
+    for name in ["beat", "worker-scan", "worker-execute", "worker-notify"]:
+        assert role(name) == "oracle_worker", name
