@@ -15,13 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
-from exchange.selectors import balance_latest
+from exchange.rules import MarketRules
 from trading.models import EmergencyStop, Policy, ProposalEvent, TradeExecution, TradeProposal
 from trading.validators import (
     BalanceFacts,
@@ -54,21 +54,34 @@ LIVE_EXECUTION_STATUSES = (
 )
 
 
-def market_facts(market: str) -> MarketFacts | None:
-    """Status and minimum from the exchange's public market list, cached briefly."""
+def market_rules(market: str) -> MarketRules | None:
+    """The market's rules (status, decimals, minimums) from the exchange, cached briefly.
+
+    The claim checks them in preflight and the send step applies the same object to the
+    order, so both see one set of rules and only one cache read is paid.
+    """
     key = f"trading:market-rules:{market}"
-    cached = cache.get(key)
-    if cached is None:
+    rules = cache.get(key)
+    if rules is None:
         try:
-            info = ReadonlyClient().market(market)
+            rules = ReadonlyClient().market(market)
         except ExchangeError:
             logger.warning("market rules unavailable for %s", market, exc_info=True)
             return None
-        if info is None:
+        if rules is None:
             return None
-        cached = {"status": info.status, "min_quote": str(info.min_order_in_quote_asset)}
-        cache.set(key, cached, settings.MARKET_RULES_CACHE_SECONDS)
-    return MarketFacts(status=cached["status"], min_order_in_quote=Decimal(cached["min_quote"]))
+        cache.set(key, rules, settings.MARKET_RULES_CACHE_SECONDS)
+    return rules
+
+
+def _market_facts(rules: MarketRules | None) -> MarketFacts | None:
+    if rules is None:
+        return None
+    return MarketFacts(
+        status=rules.status,
+        min_order_in_quote=rules.min_order_in_quote_asset,
+        quote_decimals=rules.notional_decimals,
+    )
 
 
 def _price(market: str) -> Decimal | None:
@@ -77,36 +90,6 @@ def _price(market: str) -> Decimal | None:
     except ExchangeError:
         logger.warning("price unavailable for %s", market, exc_info=True)
         return None
-
-
-def balance_facts(proposal: TradeProposal, now: datetime) -> BalanceFacts | None:
-    """What the account can spend: the last read-only snapshot less what was claimed since.
-
-    The account is shared by every user, so claims of all users after the snapshot count.
-    """
-    base, quote = proposal.market.split("-", 1)
-    asset = quote if proposal.side == "buy" else base
-    latest = balance_latest(asset)
-    if latest is None:
-        return None
-    available, fetched_at = latest
-    if now - fetched_at > timedelta(seconds=settings.BALANCE_MAX_AGE_SECONDS):
-        return None
-    if proposal.side == "sell":
-        price = _price(proposal.market)
-        if price is None:
-            return None
-        available = available * price
-    claimed_since = TradeExecution.objects.filter(
-        side=proposal.side,
-        market__endswith=f"-{quote}",
-        status__in=LIVE_EXECUTION_STATUSES,
-        claimed_at__gt=fetched_at,
-    )
-    if proposal.side == "sell":
-        claimed_since = claimed_since.filter(market__startswith=f"{base}-")
-    spent = claimed_since.aggregate(total=Sum("amount_eur"))["total"] or Decimal("0")
-    return BalanceFacts(available_eur=available - spent, as_of=fetched_at)
 
 
 def emergency_stop_active() -> bool | None:
@@ -132,59 +115,144 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
     )
 
 
-def _recent_trades(*, user_id: int, now: datetime, policy: Policy) -> tuple[RecentTrade, ...]:
-    window = max(
+def _recent_window(policy: Policy | None) -> timedelta:
+    """How far back caps, cooldown and anti-flip look."""
+    if policy is None:
+        return timedelta(days=1)
+    return max(
         timedelta(days=1),
         timedelta(minutes=policy.cooldown_minutes),
         timedelta(minutes=policy.anti_flip_minutes),
     )
-    rows = TradeExecution.objects.filter(
-        user_id=user_id, claimed_at__gte=now - window, status__in=LIVE_EXECUTION_STATUSES
-    ).values_list("market", "side", "claimed_at")
-    return tuple(RecentTrade(market=m, side=s, at=at) for m, s, at in rows)
 
 
-def preflight_context_build(
+# Everything preflight reads from the database besides the policy, in one statement (one
+# round trip, one snapshot): the proposal as it is now, its execution if any, the emergency
+# stop, the user's live executions in the window, and the balance recheck. The balance is
+# the last read-only snapshot of the asset spent, less what every user claimed since: the
+# account is shared, so all claims after the snapshot count.
+# Under the claim it runs after the policy lock is taken, in a statement of its own, so it
+# sees every claim committed before the lock was granted.
+_FACTS_SQL = """
+SELECT p.status, p.market, p.side, p.amount_eur, p.confidence, p.expires_at,
+       p.override_cooldown, p.override_anti_flip,
+       (SELECT e.id FROM trade_executions e WHERE e.proposal_id = p.id) AS execution_id,
+       (SELECT s.active FROM trading_emergency_stop s WHERE s.id = %(stop_id)s) AS stop_active,
+       recent.markets, recent.sides, recent.claimed,
+       balance.available, balance.fetched_at,
+       (SELECT COALESCE(SUM(e.amount_eur), 0) FROM trade_executions e
+         WHERE e.side = p.side AND e.market LIKE %(spent_markets)s
+           AND e.status = ANY(%(live)s) AND e.claimed_at > balance.fetched_at) AS spent
+FROM trade_proposals p
+CROSS JOIN LATERAL (
+    SELECT array_agg(e.market) AS markets, array_agg(e.side) AS sides,
+           array_agg(e.claimed_at) AS claimed
+    FROM trade_executions e
+    WHERE e.user_id = p.user_id AND e.claimed_at >= %(since)s AND e.status = ANY(%(live)s)
+) recent
+LEFT JOIN exchange_balances balance ON balance.asset = %(asset)s
+WHERE p.id = %(proposal_id)s
+"""
+
+
+@dataclass(frozen=True)
+class _Facts:
+    execution_id: int | None
+    context: PreflightContext
+
+
+def _facts_read(
     *,
     proposal: TradeProposal,
     policy: Policy | None,
     now: datetime,
-    market: MarketFacts | None,
-    balance: BalanceFacts | None,
-) -> PreflightContext:
-    return PreflightContext(
+    rules: MarketRules | None,
+    price: Decimal | None,
+) -> _Facts:
+    """Builds the preflight context from one read (see _FACTS_SQL)."""
+    base, quote = proposal.market.split("-", 1)
+    buying = proposal.side == "buy"
+    params = {
+        "proposal_id": proposal.pk,
+        "stop_id": EmergencyStop.SINGLETON_ID,
+        "since": now - _recent_window(policy),
+        "live": list(LIVE_EXECUTION_STATUSES),
+        "asset": quote if buying else base,
+        # A buy spends the quote currency in any market; a sell spends this market's asset.
+        "spent_markets": f"%-{quote}" if buying else f"{base}-{quote}",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_FACTS_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
+    (status, market, side, amount_eur, confidence, expires_at, override_cooldown,
+     override_anti_flip, execution_id, stop_active, markets, sides, claimed,
+     available, fetched_at, spent) = row  # fmt: skip
+    recent = tuple(
+        RecentTrade(market=m, side=s, at=at)
+        for m, s, at in zip(markets or (), sides or (), claimed or (), strict=True)
+    )
+    context = PreflightContext(
         proposal=ProposalFacts(
-            status=proposal.status,
-            market=proposal.market,
-            side=proposal.side,
-            amount_eur=proposal.amount_eur,
-            confidence=proposal.confidence,
-            expires_at=proposal.expires_at,
-            override_cooldown=proposal.override_cooldown,
-            override_anti_flip=proposal.override_anti_flip,
+            status=status,
+            market=market,
+            side=side,
+            amount_eur=amount_eur,
+            confidence=confidence,
+            expires_at=expires_at,
+            override_cooldown=override_cooldown,
+            override_anti_flip=override_anti_flip,
         ),
         policy=_policy_facts(policy) if policy else None,
-        emergency_stop_active=emergency_stop_active(),
-        recent_trades=_recent_trades(user_id=proposal.user_id, now=now, policy=policy)
-        if policy
-        else (),
-        market=market,
-        balance=balance,
+        # A missing stop row reads as None: the kill-switch rule fails closed.
+        emergency_stop_active=stop_active,
+        recent_trades=recent if policy else (),
+        market=_market_facts(rules),
+        balance=_balance_facts(
+            available=available,
+            fetched_at=fetched_at,
+            spent=spent,
+            buying=buying,
+            price=price,
+            now=now,
+        ),
         now=now,
     )
+    return _Facts(execution_id=execution_id, context=context)
+
+
+def _balance_facts(
+    *,
+    available: Decimal | None,
+    fetched_at: datetime | None,
+    spent: Decimal,
+    buying: bool,
+    price: Decimal | None,
+    now: datetime,
+) -> BalanceFacts | None:
+    """What the account can spend in EUR, or None if no recent enough snapshot says it."""
+    if available is None or fetched_at is None:
+        return None
+    if now - fetched_at > timedelta(seconds=settings.BALANCE_MAX_AGE_SECONDS):
+        return None
+    if not buying:
+        if price is None:
+            return None
+        available = available * price
+    return BalanceFacts(available_eur=available - spent, as_of=fetched_at)
 
 
 def preflight_preview(*, proposal: TradeProposal) -> PreflightResult:
     """What every rule would say now; writes nothing and sends nothing."""
-    now = timezone.now()
-    context = preflight_context_build(
+    facts = _facts_read(
         proposal=proposal,
         policy=Policy.objects.filter(user_id=proposal.user_id).first(),
-        now=now,
-        market=market_facts(proposal.market),
-        balance=balance_facts(proposal, now),
+        now=timezone.now(),
+        rules=market_rules(proposal.market),
+        price=_price(proposal.market) if proposal.side == "sell" else None,
     )
-    return preflight_run(context)
+    return preflight_run(facts.context)
 
 
 # --- Claim ---------------------------------------------------------------------------------
@@ -199,6 +267,8 @@ class ExecutionOutcome:
     refused_codes: list[str] = field(default_factory=list)
     preflight: dict[str, Any] = field(default_factory=dict)
     retry_after_seconds: float | None = None
+    # The rules preflight checked; the send step applies them to the order.
+    market_rules: MarketRules | None = None
 
     @property
     def refused(self) -> bool:
@@ -229,29 +299,27 @@ def execution_claim(
     if execution_id is not None:
         return ExecutionOutcome(execution=TradeExecution.objects.get(pk=execution_id))
 
-    # Read from the exchange before taking the lock, so the lock is held for milliseconds.
-    now = timezone.now()
-    market = market_facts(proposal.market)
-    balance = balance_facts(proposal, now)
+    # Read from the exchange (or its cache) before taking the lock, so the lock is held
+    # for milliseconds and never across an exchange call.
+    rules = market_rules(proposal.market)
+    price = _price(proposal.market) if proposal.side == "sell" else None
 
     try:
         with transaction.atomic():
             # The policy row is the per-user lock. No policy: nothing to lock, and the
             # kill-switch rule refuses (the default policy has trading off).
             policy = Policy.objects.select_for_update().filter(user_id=proposal.user_id).first()
-            proposal, execution_id = _proposal_with_execution(proposal_id)
-            if execution_id is not None:
-                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=execution_id))
-
+            # A statement of its own, after the lock: it sees every earlier claim.
             now = timezone.now()
-            context = preflight_context_build(
-                proposal=proposal, policy=policy, now=now, market=market, balance=balance
-            )
-            result = preflight_run(context)
+            facts = _facts_read(proposal=proposal, policy=policy, now=now, rules=rules, price=price)
+            if facts.execution_id is not None:
+                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=facts.execution_id))
+
+            result = preflight_run(facts.context)
             preflight = {**result.as_dict(), "at": now.isoformat(), "actor_id": actor_id}
             if not result.passed:
                 ProposalEvent.objects.create(
-                    proposal=proposal,
+                    proposal_id=proposal.pk,
                     user_id=proposal.user_id,
                     actor_id=actor_id,
                     kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
@@ -262,13 +330,14 @@ def execution_claim(
                 )
 
             snapshot, policy_hash = policy.snapshot_and_hash()
+            checked = facts.context.proposal
             execution = TradeExecution.objects.create(
                 user_id=proposal.user_id,
-                proposal=proposal,
+                proposal_id=proposal.pk,
                 client_order_id=client_order_id_for(proposal.pk),
-                market=proposal.market,
-                side=proposal.side,
-                amount_eur=proposal.amount_eur,
+                market=checked.market,
+                side=checked.side,
+                amount_eur=checked.amount_eur,
                 preflight_result=preflight,
                 policy_hash=policy_hash,
                 policy_snapshot=snapshot,
@@ -279,4 +348,6 @@ def execution_claim(
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.
         return ExecutionOutcome(execution=TradeExecution.objects.get(proposal_id=proposal_id))
-    return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
+    return ExecutionOutcome(
+        execution=execution, created=True, preflight=preflight, market_rules=rules
+    )
