@@ -6,7 +6,9 @@ snapshot), so the web process can show a preview without ever loading the trade 
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,24 +56,40 @@ LIVE_EXECUTION_STATUSES = (
 )
 
 
+# The rules this process has read, with when they were read from the exchange.
+_rules_seen: dict[str, tuple[MarketRules, float]] = {}
+
+
 def market_rules(market: str) -> MarketRules | None:
     """The market's rules (status, decimals, minimums) from the exchange, cached briefly.
 
-    The claim checks them in preflight and the send step applies the same object to the
-    order, so both see one set of rules and only one cache read is paid.
+    Rules are at most MARKET_RULES_CACHE_SECONDS old, counted from the exchange read: the
+    shared cache keeps them that long, and this process keeps its copy no longer, which
+    saves a cache round trip per order without making them any older. The claim checks
+    them in preflight and the send step applies the same object to the order.
     """
-    key = f"trading:market-rules:{market}"
-    rules = cache.get(key)
-    if rules is None:
-        try:
-            rules = ReadonlyClient().market(market)
-        except ExchangeError:
-            logger.warning("market rules unavailable for %s", market, exc_info=True)
-            return None
-        if rules is None:
-            return None
-        cache.set(key, rules, settings.MARKET_RULES_CACHE_SECONDS)
-    return rules
+    now = time.time()
+    seen = _rules_seen.get(market)
+    if seen is None or now - seen[1] >= settings.MARKET_RULES_CACHE_SECONDS:
+        key = f"trading:market-rules:v2:{market}"
+        seen = cache.get(key)
+        if seen is None:
+            try:
+                rules = ReadonlyClient().market(market)
+            except ExchangeError:
+                logger.warning("market rules unavailable for %s", market, exc_info=True)
+                return None
+            if rules is None:
+                return None
+            seen = (rules, now)
+            cache.set(key, seen, settings.MARKET_RULES_CACHE_SECONDS)
+        _rules_seen[market] = seen
+    return seen[0]
+
+
+def market_rules_forget() -> None:
+    """Drops this process's copies (the shared cache is cleared on its own)."""
+    _rules_seen.clear()
 
 
 def _market_facts(rules: MarketRules | None) -> MarketFacts | None:
@@ -115,24 +133,17 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
     )
 
 
-def _recent_window(policy: Policy | None) -> timedelta:
-    """How far back caps, cooldown and anti-flip look."""
-    if policy is None:
-        return timedelta(days=1)
-    return max(
-        timedelta(days=1),
-        timedelta(minutes=policy.cooldown_minutes),
-        timedelta(minutes=policy.anti_flip_minutes),
-    )
+# The policy: the user's lock when claiming. Its columns are exactly what preflight and the
+# policy snapshot use.
+_POLICY_COLUMNS = ("id", *Policy.SNAPSHOT_FIELDS)
+_POLICY_COLUMN_LIST = ", ".join(_POLICY_COLUMNS)  # the model's own names, not input
+_POLICY_SQL = f"SELECT {_POLICY_COLUMN_LIST} FROM trading_policies WHERE user_id = %(user_id)s"  # noqa: S608
 
-
-# Everything preflight reads from the database besides the policy, in one statement (one
-# round trip, one snapshot): the proposal as it is now, its execution if any, the emergency
-# stop, the user's live executions in the window, and the balance recheck. The balance is
-# the last read-only snapshot of the asset spent, less what every user claimed since: the
-# account is shared, so all claims after the snapshot count.
-# Under the claim it runs after the policy lock is taken, in a statement of its own, so it
-# sees every claim committed before the lock was granted.
+# Everything else preflight reads from the database, in one statement (one snapshot): the
+# proposal as it is now, its execution if any, the emergency stop, the user's live
+# executions in the window of caps, cooldown and anti-flip, and the balance recheck. The
+# balance is the last read-only snapshot of the asset spent, less what every user claimed
+# since: the account is shared, so all claims after the snapshot count.
 _FACTS_SQL = """
 SELECT p.status, p.market, p.side, p.amount_eur, p.confidence, p.expires_at,
        p.override_cooldown, p.override_anti_flip,
@@ -148,7 +159,11 @@ CROSS JOIN LATERAL (
     SELECT array_agg(e.market) AS markets, array_agg(e.side) AS sides,
            array_agg(e.claimed_at) AS claimed
     FROM trade_executions e
-    WHERE e.user_id = p.user_id AND e.claimed_at >= %(since)s AND e.status = ANY(%(live)s)
+    WHERE e.user_id = p.user_id AND e.status = ANY(%(live)s)
+      AND e.claimed_at >= %(now)s - (
+          SELECT GREATEST(interval '1 day', make_interval(mins => pol.cooldown_minutes),
+                          make_interval(mins => pol.anti_flip_minutes))
+          FROM trading_policies pol WHERE pol.user_id = p.user_id)
 ) recent
 LEFT JOIN exchange_balances balance ON balance.asset = %(asset)s
 WHERE p.id = %(proposal_id)s
@@ -157,6 +172,7 @@ WHERE p.id = %(proposal_id)s
 
 @dataclass(frozen=True)
 class _Facts:
+    policy: Policy | None
     execution_id: int | None
     context: PreflightContext
 
@@ -164,28 +180,38 @@ class _Facts:
 def _facts_read(
     *,
     proposal: TradeProposal,
-    policy: Policy | None,
     now: datetime,
     rules: MarketRules | None,
     price: Decimal | None,
+    lock: bool = False,
 ) -> _Facts:
-    """Builds the preflight context from one read (see _FACTS_SQL)."""
+    """The policy and every other fact, as a preflight context, in one round trip.
+
+    Two statements sent together. With `lock`, the first takes the user's lock (the policy
+    row, FOR UPDATE) and the second runs only once it is granted, with a snapshot of its own
+    (READ COMMITTED): it sees every claim committed before, so caps are exact.
+    """
     base, quote = proposal.market.split("-", 1)
     buying = proposal.side == "buy"
     params = {
+        "user_id": proposal.user_id,
         "proposal_id": proposal.pk,
         "stop_id": EmergencyStop.SINGLETON_ID,
-        "since": now - _recent_window(policy),
+        "now": now,
         "live": list(LIVE_EXECUTION_STATUSES),
         "asset": quote if buying else base,
         # A buy spends the quote currency in any market; a sell spends this market's asset.
         "spent_markets": f"%-{quote}" if buying else f"{base}-{quote}",
     }
+    policy_sql = f"{_POLICY_SQL} FOR UPDATE" if lock else _POLICY_SQL
     with connection.cursor() as cursor:
-        cursor.execute(_FACTS_SQL, params)
+        cursor.execute(f"{policy_sql};\n{_FACTS_SQL}", params)
+        policy_row = cursor.fetchone()
+        cursor.nextset()
         row = cursor.fetchone()
     if row is None:
         raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
+    policy = _policy_from_row(proposal.user_id, policy_row) if policy_row else None
     (status, market, side, amount_eur, confidence, expires_at, override_cooldown,
      override_anti_flip, execution_id, stop_active, markets, sides, claimed,
      available, fetched_at, spent) = row  # fmt: skip
@@ -219,7 +245,14 @@ def _facts_read(
         ),
         now=now,
     )
-    return _Facts(execution_id=execution_id, context=context)
+    return _Facts(policy=policy, execution_id=execution_id, context=context)
+
+
+def _policy_from_row(user_id: int, row: tuple) -> Policy:
+    values = dict(zip(_POLICY_COLUMNS, row, strict=True))
+    if isinstance(values["allowlist"], str):  # jsonb comes back as text
+        values["allowlist"] = json.loads(values["allowlist"])
+    return Policy(user_id=user_id, **values)
 
 
 def _balance_facts(
@@ -247,7 +280,6 @@ def preflight_preview(*, proposal: TradeProposal) -> PreflightResult:
     """What every rule would say now; writes nothing and sends nothing."""
     facts = _facts_read(
         proposal=proposal,
-        policy=Policy.objects.filter(user_id=proposal.user_id).first(),
         now=timezone.now(),
         rules=market_rules(proposal.market),
         price=_price(proposal.market) if proposal.side == "sell" else None,
@@ -276,13 +308,20 @@ class ExecutionOutcome:
 
 
 def _proposal_with_execution(proposal_id: int) -> tuple[TradeProposal, int | None]:
-    """The proposal and the id of its execution, if any, in one query."""
-    proposal = TradeProposal.objects.annotate(
-        execution_id=Subquery(
-            TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
+    """What the claim needs to know before the lock (who, which market, which side) and the
+    id of the proposal's execution, if any, in one query."""
+    user_id, market, side, execution_id = (
+        TradeProposal.objects.filter(pk=proposal_id)
+        .annotate(
+            execution_id=Subquery(
+                TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
+            )
         )
-    ).get(pk=proposal_id)
-    return proposal, proposal.execution_id
+        .values_list("user_id", "market", "side", "execution_id")
+        .get()
+    )
+    proposal = TradeProposal(pk=proposal_id, user_id=user_id, market=market, side=side)
+    return proposal, execution_id
 
 
 def execution_claim(
@@ -308,10 +347,9 @@ def execution_claim(
         with transaction.atomic():
             # The policy row is the per-user lock. No policy: nothing to lock, and the
             # kill-switch rule refuses (the default policy has trading off).
-            policy = Policy.objects.select_for_update().filter(user_id=proposal.user_id).first()
-            # A statement of its own, after the lock: it sees every earlier claim.
             now = timezone.now()
-            facts = _facts_read(proposal=proposal, policy=policy, now=now, rules=rules, price=price)
+            facts = _facts_read(proposal=proposal, now=now, rules=rules, price=price, lock=True)
+            policy = facts.policy
             if facts.execution_id is not None:
                 return ExecutionOutcome(execution=TradeExecution.objects.get(pk=facts.execution_id))
 

@@ -8,7 +8,7 @@ an order was refused, not only the first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -103,7 +103,7 @@ class PreflightResult:
         return {
             "passed": self.passed,
             "failed_codes": self.failed_codes,
-            "checks": [asdict(check) for check in self.checks],
+            "checks": [dict(vars(check)) for check in self.checks],  # flat: no deep copy
         }
 
 
