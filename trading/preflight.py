@@ -17,8 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from exchange.errors import ExchangeError
@@ -68,22 +67,30 @@ def market_rules(market: str) -> MarketRules | None:
     saves a cache round trip per order without making them any older. The claim checks
     them in preflight and the send step applies the same object to the order.
     """
-    now = time.time()
+    known = market_rules_known(market)
+    if known is not None:
+        return known
+    key = f"trading:market-rules:v2:{market}"
+    seen = cache.get(key)
+    if seen is None:
+        try:
+            rules = ReadonlyClient().market(market)
+        except ExchangeError:
+            logger.warning("market rules unavailable for %s", market, exc_info=True)
+            return None
+        if rules is None:
+            return None
+        seen = (rules, time.time())
+        cache.set(key, seen, settings.MARKET_RULES_CACHE_SECONDS)
+    _rules_seen[market] = seen
+    return seen[0]
+
+
+def market_rules_known(market: str) -> MarketRules | None:
+    """This process's copy of the market's rules, if fresh enough. Never any I/O."""
     seen = _rules_seen.get(market)
-    if seen is None or now - seen[1] >= settings.MARKET_RULES_CACHE_SECONDS:
-        key = f"trading:market-rules:v2:{market}"
-        seen = cache.get(key)
-        if seen is None:
-            try:
-                rules = ReadonlyClient().market(market)
-            except ExchangeError:
-                logger.warning("market rules unavailable for %s", market, exc_info=True)
-                return None
-            if rules is None:
-                return None
-            seen = (rules, now)
-            cache.set(key, seen, settings.MARKET_RULES_CACHE_SECONDS)
-        _rules_seen[market] = seen
+    if seen is None or time.time() - seen[1] >= settings.MARKET_RULES_CACHE_SECONDS:
+        return None
     return seen[0]
 
 
@@ -133,93 +140,119 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
     )
 
 
-# The policy: the user's lock when claiming. Its columns are exactly what preflight and the
-# policy snapshot use.
-_POLICY_COLUMNS = ("id", *Policy.SNAPSHOT_FIELDS)
+# The proposal's owner's policy: the user's lock when claiming. Its columns are exactly what
+# preflight and the policy snapshot use.
+_POLICY_COLUMNS = ("id", "user_id", *Policy.SNAPSHOT_FIELDS)
 _POLICY_COLUMN_LIST = ", ".join(_POLICY_COLUMNS)  # the model's own names, not input
-_POLICY_SQL = f"SELECT {_POLICY_COLUMN_LIST} FROM trading_policies WHERE user_id = %(user_id)s"  # noqa: S608
+_POLICY_SQL = f"SELECT {_POLICY_COLUMN_LIST} FROM trading_policies WHERE user_id = (SELECT user_id FROM trade_proposals WHERE id = %(proposal_id)s)"  # noqa: E501, S608
 
 # Everything else preflight reads from the database, in one statement (one snapshot): the
 # proposal as it is now, its execution if any, the emergency stop, the user's live
 # executions in the window of caps, cooldown and anti-flip, and the balance recheck. The
-# balance is the last read-only snapshot of the asset spent, less what every user claimed
-# since: the account is shared, so all claims after the snapshot count.
+# balance is the last read-only snapshot of what the order spends (the quote currency for
+# a buy, the asset for a sell), less what every user claimed since: the account is shared,
+# so all claims after the snapshot count.
 _FACTS_SQL = """
-SELECT p.status, p.market, p.side, p.amount_eur, p.confidence, p.expires_at,
+SELECT p.user_id, p.status, p.market, p.side, p.amount_eur, p.confidence, p.expires_at,
        p.override_cooldown, p.override_anti_flip,
        (SELECT e.id FROM trade_executions e WHERE e.proposal_id = p.id) AS execution_id,
        (SELECT s.active FROM trading_emergency_stop s WHERE s.id = %(stop_id)s) AS stop_active,
        recent.markets, recent.sides, recent.claimed,
        balance.available, balance.fetched_at,
        (SELECT COALESCE(SUM(e.amount_eur), 0) FROM trade_executions e
-         WHERE e.side = p.side AND e.market LIKE %(spent_markets)s
-           AND e.status = ANY(%(live)s) AND e.claimed_at > balance.fetched_at) AS spent
+         WHERE e.side = p.side AND e.status = ANY(%(live)s)
+           AND e.market LIKE CASE p.side WHEN 'buy' THEN '%%-' || pair.quote ELSE p.market END
+           AND e.claimed_at > balance.fetched_at) AS spent
 FROM trade_proposals p
+CROSS JOIN LATERAL (
+    SELECT split_part(p.market, '-', 1) AS base, split_part(p.market, '-', 2) AS quote
+) pair
 CROSS JOIN LATERAL (
     SELECT array_agg(e.market) AS markets, array_agg(e.side) AS sides,
            array_agg(e.claimed_at) AS claimed
     FROM trade_executions e
     WHERE e.user_id = p.user_id AND e.status = ANY(%(live)s)
-      AND e.claimed_at >= %(now)s - (
+      AND e.claimed_at >= %(read_at)s - (
           SELECT GREATEST(interval '1 day', make_interval(mins => pol.cooldown_minutes),
                           make_interval(mins => pol.anti_flip_minutes))
           FROM trading_policies pol WHERE pol.user_id = p.user_id)
 ) recent
-LEFT JOIN exchange_balances balance ON balance.asset = %(asset)s
+LEFT JOIN exchange_balances balance
+       ON balance.asset = CASE p.side WHEN 'buy' THEN pair.quote ELSE pair.base END
 WHERE p.id = %(proposal_id)s
 """
 
 
 @dataclass(frozen=True)
 class _Facts:
+    """What the database says, before the exchange's part (rules, price) is added."""
+
+    user_id: int
     policy: Policy | None
     execution_id: int | None
-    context: PreflightContext
+    proposal: ProposalFacts
+    stop_active: bool | None
+    recent: tuple[RecentTrade, ...]
+    balance: tuple[Decimal | None, datetime | None, Decimal]  # available, as of, spent since
+
+    def context(
+        self, *, rules: MarketRules | None, price: Decimal | None, now: datetime
+    ) -> PreflightContext:
+        available, fetched_at, spent = self.balance
+        return PreflightContext(
+            proposal=self.proposal,
+            policy=_policy_facts(self.policy) if self.policy else None,
+            # A missing stop row reads as None: the kill-switch rule fails closed.
+            emergency_stop_active=self.stop_active,
+            recent_trades=self.recent if self.policy else (),
+            market=_market_facts(rules),
+            balance=_balance_facts(
+                available=available,
+                fetched_at=fetched_at,
+                spent=spent,
+                buying=self.proposal.side == "buy",
+                price=price,
+                now=now,
+            ),
+            now=now,
+        )
 
 
-def _facts_read(
-    *,
-    proposal: TradeProposal,
-    now: datetime,
-    rules: MarketRules | None,
-    price: Decimal | None,
-    lock: bool = False,
-) -> _Facts:
-    """The policy and every other fact, as a preflight context, in one round trip.
+def _facts_read(*, proposal_id: int, claim: _ClaimTransaction | None = None) -> _Facts:
+    """The policy and every other fact in the database, in one round trip.
 
-    Two statements sent together. With `lock`, the first takes the user's lock (the policy
-    row, FOR UPDATE) and the second runs only once it is granted, with a snapshot of its own
-    (READ COMMITTED): it sees every claim committed before, so caps are exact.
+    Two statements sent together. For a `claim`, its transaction opens in the same round
+    trip, the first statement takes the user's lock (the policy row, FOR UPDATE) and the
+    second runs only once it is granted, with a snapshot of its own (READ COMMITTED): it
+    sees every claim committed before, so caps are exact. Take `now` for the rules after
+    this returns: a claim committed while this waited for the lock is not in the future.
     """
-    base, quote = proposal.market.split("-", 1)
-    buying = proposal.side == "buy"
     params = {
-        "user_id": proposal.user_id,
-        "proposal_id": proposal.pk,
+        "proposal_id": proposal_id,
         "stop_id": EmergencyStop.SINGLETON_ID,
-        "now": now,
+        # The window starts from before the read: it may hold a little more, never less.
+        "read_at": timezone.now(),
         "live": list(LIVE_EXECUTION_STATUSES),
-        "asset": quote if buying else base,
-        # A buy spends the quote currency in any market; a sell spends this market's asset.
-        "spent_markets": f"%-{quote}" if buying else f"{base}-{quote}",
     }
-    policy_sql = f"{_POLICY_SQL} FOR UPDATE" if lock else _POLICY_SQL
     with connection.cursor() as cursor:
-        cursor.execute(f"{policy_sql};\n{_FACTS_SQL}", params)
+        if claim is None:
+            cursor.execute(f"{_POLICY_SQL};\n{_FACTS_SQL}", params)
+        else:
+            begin = claim.begin_statement()
+            cursor.execute(f"{begin};\n{_POLICY_SQL} FOR UPDATE;\n{_FACTS_SQL}", params)
+            cursor.nextset()  # past the transaction's opening
         policy_row = cursor.fetchone()
         cursor.nextset()
         row = cursor.fetchone()
     if row is None:
-        raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
-    policy = _policy_from_row(proposal.user_id, policy_row) if policy_row else None
-    (status, market, side, amount_eur, confidence, expires_at, override_cooldown,
+        raise TradeProposal.DoesNotExist(f"No proposal #{proposal_id}.")
+    (user_id, status, market, side, amount_eur, confidence, expires_at, override_cooldown,
      override_anti_flip, execution_id, stop_active, markets, sides, claimed,
      available, fetched_at, spent) = row  # fmt: skip
-    recent = tuple(
-        RecentTrade(market=m, side=s, at=at)
-        for m, s, at in zip(markets or (), sides or (), claimed or (), strict=True)
-    )
-    context = PreflightContext(
+    return _Facts(
+        user_id=user_id,
+        policy=_policy_from_row(policy_row) if policy_row else None,
+        execution_id=execution_id,
         proposal=ProposalFacts(
             status=status,
             market=market,
@@ -230,29 +263,20 @@ def _facts_read(
             override_cooldown=override_cooldown,
             override_anti_flip=override_anti_flip,
         ),
-        policy=_policy_facts(policy) if policy else None,
-        # A missing stop row reads as None: the kill-switch rule fails closed.
-        emergency_stop_active=stop_active,
-        recent_trades=recent if policy else (),
-        market=_market_facts(rules),
-        balance=_balance_facts(
-            available=available,
-            fetched_at=fetched_at,
-            spent=spent,
-            buying=buying,
-            price=price,
-            now=now,
+        stop_active=stop_active,
+        recent=tuple(
+            RecentTrade(market=m, side=s, at=at)
+            for m, s, at in zip(markets or (), sides or (), claimed or (), strict=True)
         ),
-        now=now,
+        balance=(available, fetched_at, spent),
     )
-    return _Facts(policy=policy, execution_id=execution_id, context=context)
 
 
-def _policy_from_row(user_id: int, row: tuple) -> Policy:
+def _policy_from_row(row: tuple) -> Policy:
     values = dict(zip(_POLICY_COLUMNS, row, strict=True))
     if isinstance(values["allowlist"], str):  # jsonb comes back as text
         values["allowlist"] = json.loads(values["allowlist"])
-    return Policy(user_id=user_id, **values)
+    return Policy(**values)
 
 
 def _balance_facts(
@@ -278,13 +302,14 @@ def _balance_facts(
 
 def preflight_preview(*, proposal: TradeProposal) -> PreflightResult:
     """What every rule would say now; writes nothing and sends nothing."""
-    facts = _facts_read(
-        proposal=proposal,
-        now=timezone.now(),
+    facts = _facts_read(proposal_id=proposal.pk)
+    now = timezone.now()
+    context = facts.context(
         rules=market_rules(proposal.market),
         price=_price(proposal.market) if proposal.side == "sell" else None,
+        now=now,
     )
-    return preflight_run(facts.context)
+    return preflight_run(context)
 
 
 # --- Claim ---------------------------------------------------------------------------------
@@ -307,21 +332,76 @@ class ExecutionOutcome:
         return self.execution is None
 
 
-def _proposal_with_execution(proposal_id: int) -> tuple[TradeProposal, int | None]:
-    """What the claim needs to know before the lock (who, which market, which side) and the
-    id of the proposal's execution, if any, in one query."""
-    user_id, market, side, execution_id = (
-        TradeProposal.objects.filter(pk=proposal_id)
-        .annotate(
-            execution_id=Subquery(
-                TradeExecution.objects.filter(proposal_id=OuterRef("pk")).values("pk")[:1]
+class _ClaimTransaction:
+    """The claim's transaction, opened in the round trip that takes the lock and closed in the
+    one that inserts the claim: two round trips where atomic() needs four (BEGIN and COMMIT
+    travel alone there). On its own it is BEGIN ... COMMIT, a durable commit before any order
+    is sent; inside a caller's transaction, a savepoint. Any error rolls it back."""
+
+    def __init__(self) -> None:
+        if connection.get_autocommit():
+            self.statements = ("BEGIN", "COMMIT", "ROLLBACK")
+        else:
+            name = "execution_claim"
+            self.statements = (
+                f"SAVEPOINT {name}",
+                f"RELEASE SAVEPOINT {name}",
+                f"ROLLBACK TO SAVEPOINT {name}",
             )
-        )
-        .values_list("user_id", "market", "side", "execution_id")
-        .get()
-    )
-    proposal = TradeProposal(pk=proposal_id, user_id=user_id, market=market, side=side)
-    return proposal, execution_id
+        self.is_open = False
+
+    def begin_statement(self) -> str:
+        """The statement that opens it, to send first; from now on it is open."""
+        self.is_open = True
+        return self.statements[0]
+
+    def commit_statement(self) -> str:
+        """The statement that commits it, to send last with the claim."""
+        return self.statements[1]
+
+    def __enter__(self) -> _ClaimTransaction:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        # Still open: refused, a repeat, or an error (even before the commit sent with the
+        # claim ran). Commit what was written (the refusal's audit), or roll back.
+        if self.is_open:
+            self.is_open = False
+            with connection.cursor() as cursor:
+                cursor.execute(self.statements[1] if error is None else self.statements[2])
+
+    def committed(self) -> None:
+        self.is_open = False
+
+
+_CLAIM_SQL = """
+INSERT INTO trade_executions
+       (user_id, proposal_id, client_order_id, status, market, side, amount_eur,
+        exchange_order_id, preflight_result, policy_hash, policy_snapshot, error_code,
+        error_message, claimed_at, submitting_at, reconcile_attempts, created_at, updated_at)
+VALUES (%(user_id)s, %(proposal_id)s, %(client_order_id)s, %(status)s, %(market)s, %(side)s,
+        %(amount_eur)s, '', %(preflight_result)s::jsonb, %(policy_hash)s,
+        %(policy_snapshot)s::jsonb, '', '', %(claimed_at)s, %(submitting_at)s, 0,
+        %(claimed_at)s, %(claimed_at)s)
+RETURNING id
+"""
+
+
+def _claim_insert(claim: _ClaimTransaction, **fields: Any) -> TradeExecution:
+    """Inserts the execution row and commits the claim, in one round trip."""
+    params = {
+        **fields,
+        "preflight_result": json.dumps(fields["preflight_result"]),
+        "policy_snapshot": json.dumps(fields["policy_snapshot"]),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_CLAIM_SQL};\n{claim.commit_statement()}", params)
+        execution_id = cursor.fetchone()[0]
+    claim.committed()
+    now = fields["claimed_at"]
+    execution = TradeExecution(id=execution_id, created_at=now, updated_at=now, **fields)
+    execution._state.adding, execution._state.db = False, connection.alias
+    return execution
 
 
 def execution_claim(
@@ -333,59 +413,84 @@ def execution_claim(
     on; the worker, which sends right after, claims straight into SUBMITTING: the rules were
     just checked under the lock, and one durable commit before the order is all it needs.
     A repeat returns the existing execution; a refusal claims nothing and is audited.
+
+    The lock is never held across an exchange read: the market's rules come from this
+    process's fresh copy. Without one, or for a sell (which needs a price), the claim lets
+    the lock go, reads the exchange, and runs once more with what it read.
     """
-    proposal, execution_id = _proposal_with_execution(proposal_id)
-    if execution_id is not None:
-        return ExecutionOutcome(execution=TradeExecution.objects.get(pk=execution_id))
-
-    # Read from the exchange (or its cache) before taking the lock, so the lock is held
-    # for milliseconds and never across an exchange call.
-    rules = market_rules(proposal.market)
-    price = _price(proposal.market) if proposal.side == "sell" else None
-
+    exchange: tuple[MarketRules | None, Decimal | None] | None = None
     try:
-        with transaction.atomic():
-            # The policy row is the per-user lock. No policy: nothing to lock, and the
-            # kill-switch rule refuses (the default policy has trading off).
-            now = timezone.now()
-            facts = _facts_read(proposal=proposal, now=now, rules=rules, price=price, lock=True)
-            policy = facts.policy
-            if facts.execution_id is not None:
-                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=facts.execution_id))
-
-            result = preflight_run(facts.context)
-            preflight = {**result.as_dict(), "at": now.isoformat(), "actor_id": actor_id}
-            if not result.passed:
-                ProposalEvent.objects.create(
-                    proposal_id=proposal.pk,
-                    user_id=proposal.user_id,
-                    actor_id=actor_id,
-                    kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
-                    data=preflight,
-                )
-                return ExecutionOutcome(
-                    execution=None, refused_codes=result.failed_codes, preflight=preflight
-                )
-
-            snapshot, policy_hash = policy.snapshot_and_hash()
-            checked = facts.context.proposal
-            execution = TradeExecution.objects.create(
-                user_id=proposal.user_id,
-                proposal_id=proposal.pk,
-                client_order_id=client_order_id_for(proposal.pk),
-                market=checked.market,
-                side=checked.side,
-                amount_eur=checked.amount_eur,
-                preflight_result=preflight,
-                policy_hash=policy_hash,
-                policy_snapshot=snapshot,
-                claimed_at=now,
-                status=Status.SUBMITTING if submitting else Status.CLAIMED,
-                submitting_at=now if submitting else None,
-            )
+        while True:  # at most twice: the second run has the exchange's part
+            with _ClaimTransaction() as claim:
+                facts = _facts_read(proposal_id=proposal_id, claim=claim)
+                now = timezone.now()  # after the lock was granted
+                if facts.execution_id is not None:
+                    existing = TradeExecution.objects.get(pk=facts.execution_id)
+                    return ExecutionOutcome(execution=existing)
+                market, side = facts.proposal.market, facts.proposal.side
+                if exchange is None and side == "buy":
+                    known = market_rules_known(market)
+                    exchange = (known, None) if known is not None else None
+                if exchange is not None:
+                    rules, price = exchange
+                    return _claim_decide(
+                        claim,
+                        proposal_id=proposal_id,
+                        facts=facts,
+                        context=facts.context(rules=rules, price=price, now=now),
+                        rules=rules,
+                        actor_id=actor_id,
+                        submitting=submitting,
+                    )
+            # Outside the lock (the empty transaction just ended).
+            exchange = (market_rules(market), _price(market) if side == "sell" else None)
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.
         return ExecutionOutcome(execution=TradeExecution.objects.get(proposal_id=proposal_id))
+
+
+def _claim_decide(
+    claim: _ClaimTransaction,
+    *,
+    proposal_id: int,
+    facts: _Facts,
+    context: PreflightContext,
+    rules: MarketRules | None,
+    actor_id: int | None,
+    submitting: bool,
+) -> ExecutionOutcome:
+    """Runs every rule; inserts the claim if all pass, else records the refusal."""
+    result = preflight_run(context)
+    preflight = {**result.as_dict(), "at": context.now.isoformat(), "actor_id": actor_id}
+    if not result.passed:
+        ProposalEvent.objects.create(
+            proposal_id=proposal_id,
+            user_id=facts.user_id,
+            actor_id=actor_id,
+            kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
+            data=preflight,
+        )
+        return ExecutionOutcome(
+            execution=None, refused_codes=result.failed_codes, preflight=preflight
+        )
+
+    snapshot, policy_hash = facts.policy.snapshot_and_hash()
+    checked = context.proposal
+    execution = _claim_insert(
+        claim,
+        user_id=facts.user_id,
+        proposal_id=proposal_id,
+        client_order_id=client_order_id_for(proposal_id),
+        status=Status.SUBMITTING if submitting else Status.CLAIMED,
+        market=checked.market,
+        side=checked.side,
+        amount_eur=checked.amount_eur,
+        preflight_result=preflight,
+        policy_hash=policy_hash,
+        policy_snapshot=snapshot,
+        claimed_at=context.now,
+        submitting_at=context.now if submitting else None,
+    )
     return ExecutionOutcome(
         execution=execution, created=True, preflight=preflight, market_rules=rules
     )
