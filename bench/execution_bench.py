@@ -243,8 +243,8 @@ def main() -> None:
     print(f"{'overhead ratio full/bare':<34} {full_small / bare_small:.2f}x   (goal <= 1.5x)")
     print(
         f"{'SQL statements per execution':<34} median {statistics.median(statements):.0f}"
-        f"   max {max(statements)}   (goal <= 15; plus BEGIN/COMMIT of the claim and the"
-        " call log)"
+        f"   max {max(statements)}   (goal <= 15; the claim's BEGIN and COMMIT included,"
+        " the call log's not)"
     )
 
     print(f"filling trade_history and gpt_usage_log with {args.big_rows:,} rows each ...")
