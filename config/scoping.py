@@ -103,6 +103,12 @@ def request_scope(scope: Scope) -> Iterator[None]:
         _database_scope_clear()
 
 
+def in_user_scope() -> bool:
+    """Inside a request limited to one user's rows (or nobody's)."""
+    scope = _current.get()
+    return scope is not None and not scope.all_users
+
+
 @contextlib.contextmanager
 def scope_system() -> Iterator[None]:
     """Every user's rows for the length of the block, inside a request; then the request's

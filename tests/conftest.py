@@ -65,9 +65,11 @@ def exchange(simulator, settings, monkeypatch, db):
     """A fresh simulator state, both key pairs in the environment, the execute role, and a
     balance snapshot taken with the read-only key (as the scan worker would)."""
     from exchange.services import balances_refresh
+    from trading.preflight import market_rules_forget
 
     simulator.control.reset()
     cache.clear()
+    market_rules_forget()
     settings.BITVAVO_API_URL = simulator.api_url
     for name, value in {**simulator.readonly_env(), **simulator.trade_env()}.items():
         monkeypatch.setenv(name, value)

@@ -96,6 +96,9 @@ class PolicyApi(APIView):
         )
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Policy"
+
         trading_enabled = serializers.BooleanField()
         allowlist = serializers.ListField(child=serializers.CharField())
         min_order_eur = serializers.DecimalField(max_digits=18, decimal_places=2)
@@ -378,12 +381,18 @@ class NotificationSettingsApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "NotificationSettingsPatchInput"
+
         # Types and formats are checked by the service, with a stable code per field.
         webhook_url = serializers.JSONField(required=False)
         email = serializers.JSONField(required=False)
         events = serializers.JSONField(required=False)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "NotificationSettings"
+
         webhook_url = serializers.CharField()
         webhook_secret = serializers.CharField()
         email = serializers.CharField()

@@ -17,6 +17,7 @@ The only module that uses the trade client. The steps, each in its own short tra
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,18 +25,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from config.logs import log_event
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
+from exchange.rules import MarketRules
 from trading.models import (
     EmergencyStop,
     Policy,
     TradeExecution,
-    TradeHistory,
     TradeProposal,
 )
 from trading.notifications import Event, notification_enqueue
@@ -43,6 +44,7 @@ from trading.preflight import (
     ExecutionOutcome,
     emergency_stop_active,
     execution_claim,
+    market_rules,
 )
 from trading.validators import asset_of
 
@@ -109,6 +111,37 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Ends an execution by compare-and-set, with its proposal and (on success) its history, in
+# one statement: one round trip and one commit, all or nothing. The proposal and history
+# are written only if the execution row moved (PostgreSQL runs each data-modifying CTE once,
+# and the later ones read the rows the first returned).
+_FINISH_SQL = """
+WITH finished AS (
+    UPDATE trade_executions
+       SET status = %(to_status)s, finished_at = %(now)s, updated_at = %(now)s,
+           error_code = %(error_code)s, error_message = %(error_message)s,
+           exchange_order_id = COALESCE(%(order_id)s, exchange_order_id),
+           bitvavo_response = COALESCE(%(response)s::jsonb, bitvavo_response),
+           bitvavo_request = COALESCE(%(request)s::jsonb, bitvavo_request)
+     WHERE id = %(execution_id)s AND status = %(from_status)s
+ RETURNING id, user_id, proposal_id, market, side
+), proposal AS (
+    UPDATE trade_proposals SET status = %(proposal_status)s, updated_at = %(now)s
+     WHERE id IN (SELECT proposal_id FROM finished)
+), history AS (
+    INSERT INTO trade_history
+           (user_id, execution_id, market, asset, side, amount, amount_eur, price, fee,
+            executed_at)
+    SELECT user_id, id, market, %(asset)s, side, %(amount)s::numeric,
+           %(amount_quote)s::numeric, %(price)s::numeric, %(fee)s::numeric,
+           %(executed_at)s::timestamptz
+      FROM finished
+     WHERE %(with_history)s
+)
+SELECT count(*) FROM finished
+"""
+
+
 def _finish(
     execution: TradeExecution,
     *,
@@ -120,7 +153,7 @@ def _finish(
     order: dict | None = None,
     request: dict | None = None,
 ) -> bool:
-    """Ends an execution by compare-and-set, with its proposal and history, in one transaction."""
+    """Ends an execution by compare-and-set, with its proposal and history, atomically."""
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": to_status,
@@ -134,24 +167,32 @@ def _finish(
         fields["bitvavo_response"] = _jsonable(order)
     if request is not None:
         fields["bitvavo_request"] = request
-    with transaction.atomic():
-        changed = TradeExecution.objects.filter(pk=execution.pk, status=from_status).update(
-            **fields
-        )
-        if not changed:
-            return False
-        TradeProposal.objects.filter(pk=execution.proposal_id).update(
-            status=proposal_status, updated_at=now
-        )
-        # The execution row itself is the audit of the outcome.
-        if to_status == Status.SUBMITTED and order is not None:
-            _history_create(execution, order, now)
-        # After commit, ids only: no statement here, and a broker failure is only logged.
-        notification_enqueue(
-            event=Event.EXECUTION_ENDED,
-            user_id=execution.user_id,
-            execution_id=execution.pk,
-        )
+    # The execution row itself is the audit of the outcome; a success adds its history.
+    fill = _fill(order, now) if to_status == Status.SUBMITTED and order is not None else None
+    params = {
+        "execution_id": execution.pk,
+        "from_status": from_status,
+        "to_status": to_status,
+        "proposal_status": proposal_status,
+        "now": now,
+        "error_code": fields["error_code"],
+        "error_message": fields["error_message"],
+        "order_id": fields.get("exchange_order_id"),
+        "response": _json_or_none(fields.get("bitvavo_response")),
+        "request": _json_or_none(request),
+        "with_history": fill is not None,
+        "asset": asset_of(execution.market),
+        **(fill or dict.fromkeys(_FILL_FIELDS)),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_FINISH_SQL, params)
+        changed = cursor.fetchone()[0]
+    if not changed:
+        return False
+    # After commit, ids only: no statement here, and a broker failure is only logged.
+    notification_enqueue(
+        event=Event.EXECUTION_ENDED, user_id=execution.user_id, execution_id=execution.pk
+    )
     for name, value in fields.items():
         setattr(execution, name, value)
     _log(
@@ -175,6 +216,29 @@ def _log(event: str, execution: TradeExecution, *, level: int = logging.INFO, **
         user_id=execution.user_id,
         **fields,
     )
+
+
+_FILL_FIELDS = ("amount", "amount_quote", "price", "fee", "executed_at")
+
+
+def _fill(order: dict, now: datetime) -> dict[str, Any]:
+    """The history row's figures, as the exchange reported the fill."""
+    amount = Decimal(order.get("filledAmount") or 0)
+    amount_quote = Decimal(order.get("filledAmountQuote") or 0)
+    updated_ms = order.get("updated") or order.get("created")
+    return {
+        "amount": amount,
+        "amount_quote": amount_quote,
+        "price": (amount_quote / amount) if amount else Decimal("0"),
+        "fee": Decimal(order.get("feePaid") or 0),
+        "executed_at": datetime.fromtimestamp(int(updated_ms) / 1000, tz=UTC)
+        if updated_ms
+        else now,
+    }
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _succeed(execution: TradeExecution, order: dict, **kw) -> bool:
@@ -202,26 +266,12 @@ def _fail(execution: TradeExecution, *, from_status: str, code: str, message: st
     )
 
 
-def _history_create(execution: TradeExecution, order: dict, now: datetime) -> None:
-    amount = Decimal(order.get("filledAmount") or 0)
-    amount_quote = Decimal(order.get("filledAmountQuote") or 0)
-    updated_ms = order.get("updated") or order.get("created")
-    executed_at = datetime.fromtimestamp(int(updated_ms) / 1000, tz=UTC) if updated_ms else now
-    TradeHistory.objects.create(
-        user_id=execution.user_id,
-        execution=execution,
-        market=execution.market,
-        asset=asset_of(execution.market),
-        side=execution.side,
-        amount=amount,
-        amount_eur=amount_quote,
-        price=(amount_quote / amount) if amount else Decimal("0"),
-        fee=Decimal(order.get("feePaid") or 0),
-        executed_at=executed_at,
-    )
-
-
-def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
+def _send(
+    execution: TradeExecution, client: TradeClient, rules: MarketRules | None
+) -> ExecutionOutcome:
+    """Sends the order once. With the market's rules, an order that breaks them (status,
+    decimals, minimum) is refused here with the rule's code and never reaches the exchange;
+    without them (unreadable), the exchange's own checks are the guard."""
     request = _order_request(execution)
     try:
         order = client.place_market_order(
@@ -229,6 +279,7 @@ def _send(execution: TradeExecution, client: TradeClient) -> ExecutionOutcome:
             side=execution.side,
             client_order_id=execution.client_order_id,
             amount_quote=execution.amount_eur,
+            rules=rules,
         )
     except ExchangeError as error:
         if error.kind == UNKNOWN:
@@ -277,7 +328,7 @@ def execution_run(
     outcome = execution_claim(proposal_id=proposal_id, actor_id=actor_id, submitting=True)
     execution = outcome.execution
     if outcome.created:
-        sent = _send(execution, client or TradeClient())
+        sent = _send(execution, client or TradeClient(), outcome.market_rules)
         sent.created, sent.preflight = True, outcome.preflight
         return sent
     if execution is None or execution.status != Status.CLAIMED:
@@ -295,7 +346,7 @@ def execution_run(
                 message="Stopped before sending: a guard changed after the claim.",
             )
         return outcome
-    return _send(execution, client or TradeClient())
+    return _send(execution, client or TradeClient(), market_rules(execution.market))
 
 
 # --- Reconcile --------------------------------------------------------------------------------

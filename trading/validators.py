@@ -8,7 +8,7 @@ an order was refused, not only the first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -57,6 +57,7 @@ class RecentTrade:
 class MarketFacts:
     status: str  # Bitvavo's market status: "trading", "halted", "auction", ...
     min_order_in_quote: Decimal
+    quote_decimals: int = 2  # the most decimals an amount in EUR may have
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,17 @@ class PreflightResult:
         return {
             "passed": self.passed,
             "failed_codes": self.failed_codes,
-            "checks": [asdict(check) for check in self.checks],
+            "checks": [dict(vars(check)) for check in self.checks],  # flat: no deep copy
         }
 
 
 def asset_of(market: str) -> str:
     return market.split("-", 1)[0]
+
+
+def _decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _ok(rule: str, detail: str) -> CheckResult:
@@ -175,6 +181,14 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
             "order_size",
             "BELOW_EXCHANGE_MINIMUM",
             f"{amount} EUR is below the exchange minimum of {ctx.market.min_order_in_quote} EUR.",
+        )
+    if _decimal_places(amount) > ctx.market.quote_decimals:
+        # Refused rather than cut: the order must be for exactly the approved amount.
+        return _fail(
+            "order_size",
+            "TOO_MANY_DECIMALS",
+            f"{amount} EUR has more than the {ctx.market.quote_decimals} decimals the exchange "
+            "allows.",
         )
     return _ok("order_size", f"{amount} EUR is within policy and exchange limits.")
 

@@ -52,6 +52,12 @@ class SimulatorControl:
     def set_market_status(self, market: str, status: str) -> None:
         self._call("POST", "market-status", {"market": market, "status": status})
 
+    def set_market_rules(self, market: str, **rules) -> None:
+        """Changes what /markets publishes for the market and what orders must meet, by
+        Bitvavo's field names (notionalDecimals=1, minOrderInQuoteAsset="30"); reset() undoes
+        it."""
+        self._call("POST", "market-rules", {"market": market, "rules": rules})
+
     def set_rate_limit(self, points_per_minute: int) -> None:
         """The per-key budget a minute (Bitvavo's default is 1000); reset() restores it."""
         self._call("POST", "rate-limit", {"points_per_minute": points_per_minute})

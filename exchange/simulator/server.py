@@ -3,8 +3,8 @@
 It checks what Bitvavo checks, in a sensible order (headers 300-309, rate limits 105,
 permissions 310/311, then parameters, market status, sizes and balance) and answers in
 Bitvavo's shapes, with the rate-limit headers on every answer. `/_sim/...` is its own
-unauthenticated control API (reset, faults, balances, market status, rate limit, clock skew,
-strict signing, the orders it accepted); see control.py. Only the simulator has it.
+unauthenticated control API (reset, faults, balances, market status and rules, rate limit,
+clock skew, strict signing, the orders it accepted); see control.py. Only the simulator has it.
 """
 
 from __future__ import annotations
@@ -428,6 +428,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         if path == "/_sim/market-status" and method == "POST":
             with state.lock:
                 state.status[body["market"]] = body["status"]
+            return 200, {"ok": True}
+        if path == "/_sim/market-rules" and method == "POST":
+            with state.lock:
+                state.rule_changes.setdefault(body["market"], {}).update(body["rules"])
             return 200, {"ok": True}
         if path == "/_sim/rate-limit" and method == "POST":
             with state.lock:

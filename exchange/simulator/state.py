@@ -97,6 +97,8 @@ class SimulatorState:
     def reset(self) -> None:
         with self.lock:
             self.status = {market: "trading" for market in MARKETS}
+            # Changes to a market's published rules (decimals, minimums), by field name.
+            self.rule_changes: dict[str, dict] = {}
             self.balances = {
                 asset: [Decimal(amount), Decimal("0")]
                 for asset, amount in self.starting_balances.items()
@@ -187,6 +189,7 @@ class SimulatorState:
             "maxOpenOrders": 100,
             "feeCategory": "A",
             "orderTypes": ["market"],
+            **self.rule_changes.get(market, {}),
         }
 
     # --- rate limits ---

@@ -146,6 +146,23 @@ def test_order_size_must_reach_the_exchange_minimum():
     assert check_order_size(make_context(market=None)).code == "BELOW_EXCHANGE_MINIMUM"
 
 
+@pytest.mark.parametrize(
+    "amount, decimals, code",
+    [
+        ("25.5", 1, None),
+        ("25.50", 1, None),  # a trailing zero is not a decimal the exchange sees
+        ("25.55", 1, "TOO_MANY_DECIMALS"),
+        ("25", 0, None),
+        ("25.01", 2, None),
+        ("25.01", 0, "TOO_MANY_DECIMALS"),
+    ],
+)
+def test_an_amount_has_at_most_the_decimals_the_market_allows(amount, decimals, code):
+    market = MarketFacts(status="trading", min_order_in_quote=Decimal("5"), quote_decimals=decimals)
+    context = make_context(market=market, proposal={"amount_eur": Decimal(amount)})
+    assert check_order_size(context).code == code
+
+
 @pytest.mark.parametrize("confidence", [30, -25, 125])
 def test_a_confidence_off_the_levels_is_invalid(confidence):
     result = check_confidence(make_context(proposal={"confidence": confidence}))
