@@ -115,7 +115,7 @@ def pipe(name: str, stream) -> None:
         sys.stdout.write(f"{name:>9} | {line}")
 
 
-def wait_for(url: str, seconds: float = 30) -> None:
+def wait_for(url: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -135,7 +135,7 @@ def main() -> None:
 
     children: list[subprocess.Popen] = []
 
-    def stop(*_):
+    def stop_children() -> None:
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -144,9 +144,8 @@ def main() -> None:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
-        raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for name, command, env in PROCESSES:
             child = subprocess.Popen(
@@ -189,10 +188,13 @@ def main() -> None:
             for (name, _, _), c in zip(PROCESSES, children, strict=True)
             if c.poll() is not None
         ]
-        print(f"stopping: {', '.join(failed)} exited", flush=True)
-        stop()
+        raise SystemExit(f"stopping: {', '.join(failed)} exited")
     except KeyboardInterrupt:
-        stop()
+        pass
+    finally:
+        # Whatever ended the run (Ctrl-C, SIGTERM, a process that exited, a start that
+        # timed out), no process is left behind.
+        stop_children()
 
 
 if __name__ == "__main__":
