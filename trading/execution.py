@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -37,6 +37,7 @@ from trading.models import (
     EmergencyStop,
     Policy,
     TradeExecution,
+    TradeHistory,
     TradeProposal,
 )
 from trading.notifications import Event, notification_enqueue
@@ -184,9 +185,12 @@ def _finish(
         "asset": asset_of(execution.market),
         **(fill or dict.fromkeys(_FILL_FIELDS)),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL, params)
-        changed = cursor.fetchone()[0]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_FINISH_SQL, params)
+            changed = cursor.fetchone()[0]
+    else:
+        changed = _finish_portable(execution, fields=fields, params=params)
     if not changed:
         return False
     # After commit, ids only: no statement here, and a broker failure is only logged.
@@ -216,6 +220,32 @@ def _log(event: str, execution: TradeExecution, *, level: int = logging.INFO, **
         user_id=execution.user_id,
         **fields,
     )
+
+
+def _finish_portable(execution: TradeExecution, *, fields: dict, params: dict) -> bool:
+    """What _FINISH_SQL does, through the ORM in one transaction: for SQLite (the demo)."""
+    with transaction.atomic():
+        if not TradeExecution.objects.filter(
+            pk=execution.pk, status=params["from_status"]
+        ).update(**fields):
+            return False
+        TradeProposal.objects.filter(pk=execution.proposal_id).update(
+            status=params["proposal_status"], updated_at=params["now"]
+        )
+        if params["with_history"]:
+            TradeHistory.objects.create(
+                user_id=execution.user_id,
+                execution_id=execution.pk,
+                market=execution.market,
+                asset=params["asset"],
+                side=execution.side,
+                amount=params["amount"],
+                amount_eur=params["amount_quote"],
+                price=params["price"],
+                fee=params["fee"],
+                executed_at=params["executed_at"],
+            )
+    return True
 
 
 _FILL_FIELDS = ("amount", "amount_quote", "price", "fee", "executed_at")

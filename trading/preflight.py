@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from config.logs import log_event
@@ -25,6 +26,7 @@ from config.scoping import in_user_scope, scope_system
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
 from exchange.rules import MarketRules
+from exchange.selectors import balance_latest
 from trading.models import EmergencyStop, Policy, ProposalEvent, TradeExecution, TradeProposal
 from trading.validators import (
     BalanceFacts,
@@ -229,6 +231,8 @@ def _facts_read(*, proposal_id: int, claim: _ClaimTransaction | None = None) -> 
     sees every claim committed before, so caps are exact. Take `now` for the rules after
     this returns: a claim committed while this waited for the lock is not in the future.
     """
+    if connection.vendor != "postgresql":
+        return _facts_read_portable(proposal_id=proposal_id, claim=claim)
     params = {
         "proposal_id": proposal_id,
         "stop_id": EmergencyStop.SINGLETON_ID,
@@ -270,6 +274,63 @@ def _facts_read(*, proposal_id: int, claim: _ClaimTransaction | None = None) -> 
             RecentTrade(market=m, side=s, at=at)
             for m, s, at in zip(markets or (), sides or (), claimed or (), strict=True)
         ),
+        balance=(available, fetched_at, spent),
+    )
+
+
+def _facts_read_portable(*, proposal_id: int, claim: _ClaimTransaction | None) -> _Facts:
+    """The same facts through the ORM, a query at a time, for SQLite (the zero-setup demo).
+
+    There a claim's transaction opens with BEGIN IMMEDIATE, which takes the database's one
+    write lock, so claims are serialised as the policy-row lock serialises them on PostgreSQL.
+    """
+    if claim is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(claim.begin_statement())
+    proposal = TradeProposal.objects.filter(pk=proposal_id).first()
+    if proposal is None:
+        raise TradeProposal.DoesNotExist(f"No proposal #{proposal_id}.")
+    policy = Policy.objects.filter(user_id=proposal.user_id).first()
+    window = timedelta(days=1)
+    if policy is not None:
+        minutes = max(policy.cooldown_minutes, policy.anti_flip_minutes)
+        window = max(window, timedelta(minutes=minutes))
+    live = TradeExecution.objects.filter(status__in=LIVE_EXECUTION_STATUSES)
+    recent = live.filter(
+        user_id=proposal.user_id, claimed_at__gte=timezone.now() - window
+    ).values_list("market", "side", "claimed_at")
+    base, quote = proposal.market.split("-", 1)
+    available, fetched_at, spent = None, None, Decimal("0")
+    latest = balance_latest(quote if proposal.side == "buy" else base)
+    if latest is not None:
+        available, fetched_at = latest
+        # The account is shared: every user's claims since the snapshot count.
+        claims = live.filter(side=proposal.side, claimed_at__gt=fetched_at)
+        if proposal.side == "buy":
+            claims = claims.filter(market__endswith=f"-{quote}")
+        else:
+            claims = claims.filter(market=proposal.market)
+        spent = claims.aggregate(total=Sum("amount_eur"))["total"] or Decimal("0")
+    return _Facts(
+        user_id=proposal.user_id,
+        policy=policy,
+        execution_id=TradeExecution.objects.filter(proposal_id=proposal_id)
+        .values_list("pk", flat=True)
+        .first(),
+        proposal=ProposalFacts(
+            status=proposal.status,
+            market=proposal.market,
+            side=proposal.side,
+            amount_eur=proposal.amount_eur,
+            confidence=proposal.confidence,
+            expires_at=proposal.expires_at,
+            override_cooldown=proposal.override_cooldown,
+            override_anti_flip=proposal.override_anti_flip,
+        ),
+        stop_active=EmergencyStop.objects.filter(pk=EmergencyStop.SINGLETON_ID)
+        .values_list("active", flat=True)
+        .first(),
+        recent=tuple(RecentTrade(market=m, side=sd, at=at) for m, sd, at in recent),
         balance=(available, fetched_at, spent),
     )
 
@@ -350,7 +411,8 @@ class _ClaimTransaction:
 
     def __init__(self) -> None:
         if connection.get_autocommit():
-            self.statements = ("BEGIN", "COMMIT", "ROLLBACK")
+            begin = "BEGIN" if connection.vendor == "postgresql" else "BEGIN IMMEDIATE"
+            self.statements = (begin, "COMMIT", "ROLLBACK")
         else:
             name = "execution_claim"
             self.statements = (
@@ -399,6 +461,12 @@ RETURNING id
 
 def _claim_insert(claim: _ClaimTransaction, **fields: Any) -> TradeExecution:
     """Inserts the execution row and commits the claim, in one round trip."""
+    if connection.vendor != "postgresql":  # SQLite: one statement at a time
+        execution = TradeExecution.objects.create(**fields)
+        with connection.cursor() as cursor:
+            cursor.execute(claim.commit_statement())
+        claim.committed()
+        return execution
     params = {
         **fields,
         "preflight_result": json.dumps(fields["preflight_result"]),
