@@ -27,6 +27,10 @@ from bench.common import recreate_database  # noqa: E402 - needs the path above
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oracle_bench")
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/9")
+# The broker production uses: an ended execution publishes its notification after commit.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+# Per-execution INFO events would drown the figures; writing them costs microseconds.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["ORACLE_ROLE"] = "execute"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
