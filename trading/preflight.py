@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -317,15 +317,9 @@ def _facts_read_portable(*, proposal_id: int, claim: _ClaimTransaction | None) -
         execution_id=TradeExecution.objects.filter(proposal_id=proposal_id)
         .values_list("pk", flat=True)
         .first(),
+        # The model's fields carry the same names as the facts.
         proposal=ProposalFacts(
-            status=proposal.status,
-            market=proposal.market,
-            side=proposal.side,
-            amount_eur=proposal.amount_eur,
-            confidence=proposal.confidence,
-            expires_at=proposal.expires_at,
-            override_cooldown=proposal.override_cooldown,
-            override_anti_flip=proposal.override_anti_flip,
+            **{name.name: getattr(proposal, name.name) for name in fields(ProposalFacts)}
         ),
         stop_active=EmergencyStop.objects.filter(pk=EmergencyStop.SINGLETON_ID)
         .values_list("active", flat=True)
