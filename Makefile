@@ -8,14 +8,14 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
 
-.PHONY: install demo test lint check-migrations
+.PHONY: install demo test test-repeat lint check-migrations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,11 +28,21 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# Model state against the migrations: no database needed (an in-memory SQLite one is empty).
 check-migrations: install
-	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL=sqlite://:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 
 test: install
 	scripts/services-up
 	scripts/browser-up
 	$(MAKE) lint check-migrations
 	$(TEST_ENV) $(BIN)/pytest
+
+# The same tests N times in a row, stopping at the first failure:
+#   make test-repeat TESTS=tests/browser N=20
+TESTS ?= tests/browser
+N ?= 20
+test-repeat: install
+	scripts/services-up
+	scripts/browser-up
+	$(TEST_ENV) $(BIN)/pytest -x --repeat $(N) $(TESTS)

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 BAN_EXPIRY = re.compile(r"expires at (\d+)")
 CLOCK_OFFSET_TTL_SECONDS = 600
 MINUTE_MS = 60_000
+# How far a request's arrival may be from the time we reserved it at (flight and clock error).
+MINUTE_EDGE_MS = 1_000
 DEFAULT_LIMIT = 1000  # points a minute, until the exchange's headers say otherwise
 
 
@@ -100,9 +102,9 @@ class RateLimitState:
     def reserve(self, weight: int, *, at_ms: int) -> None:
         """Takes `weight` points of this minute's budget, or raises ExchangeRateLimited.
 
-        The points every process spent this minute are one counter in the cache (atomic in
-        Redis), so several workers on one key stay under the limit together. A margin is left
-        for anything else using the key.
+        The points every process spent in an exchange minute are one counter in the cache
+        (atomic in Redis), so several workers on one key stay under the limit together. A
+        margin is left for anything else using the key.
         """
         ban = cache.get(f"{self.prefix}:ban") or 0
         if ban > at_ms:
@@ -120,26 +122,34 @@ class RateLimitState:
                 code="EXCHANGE_RATE_LIMITED",
                 extra={"retry_after_seconds": (reset_at - at_ms) / 1000},
             )
-        minute = at_ms // MINUTE_MS
+        # A request counts in every exchange minute it may land in: one sent just before the
+        # minute turns (or with our clock a little off) is charged in the next one too.
+        edges = (at_ms - MINUTE_EDGE_MS, at_ms + MINUTE_EDGE_MS)
+        minutes = sorted({edge // MINUTE_MS for edge in edges})
+        charged = []
+        for minute in minutes:
+            spent = self._spend(minute, weight)
+            charged.append(minute)
+            if spent > limit - limit // 20:
+                for taken in charged:
+                    self._spend(taken, -weight)
+                free_at = (minute + 1) * MINUTE_MS + MINUTE_EDGE_MS  # no longer lands there
+                raise ExchangeRateLimited(
+                    f"This key's rate-limit budget for the minute is spent ({spent - weight} of "
+                    f"{limit}); not sending.",
+                    code="EXCHANGE_RATE_LIMITED",
+                    extra={"retry_after_seconds": (free_at - at_ms) / 1000},
+                )
+
+    def _spend(self, minute: int, weight: int) -> int:
+        """Adds `weight` to the points every process spent in `minute`; returns the total."""
         counter = f"{self.prefix}:spent:{minute}"
-        cache.add(counter, 0, timeout=2 * MINUTE_MS // 1000)
+        cache.add(counter, 0, timeout=3 * MINUTE_MS // 1000)
         try:
-            spent = cache.incr(counter, weight)
+            return cache.incr(counter, weight)
         except ValueError:  # expired between add and incr (file cache only)
-            cache.set(counter, weight, timeout=2 * MINUTE_MS // 1000)
-            spent = weight
-        if spent > limit - limit // 20:
-            try:
-                cache.decr(counter, weight)
-            except ValueError:
-                pass
-            next_minute = (minute + 1) * MINUTE_MS
-            raise ExchangeRateLimited(
-                f"This key's rate-limit budget for the minute is spent ({spent - weight} of "
-                f"{limit}); not sending.",
-                code="EXCHANGE_RATE_LIMITED",
-                extra={"retry_after_seconds": (next_minute - at_ms) / 1000},
-            )
+            cache.set(counter, max(weight, 0), timeout=3 * MINUTE_MS // 1000)
+            return max(weight, 0)
 
 
 class Transport:

@@ -9,6 +9,36 @@ from django.db import connection
 from exchange.simulator.server import SimulatorServer
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every selected test N times in a row (make test-repeat adds -x: the first "
+        "failure stops the run)",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    count = metafunc.config.getoption("repeat")
+    if count > 1:
+        metafunc.fixturenames.append("_repeat_run")
+        metafunc.parametrize("_repeat_run", range(1, count + 1), ids=lambda n: f"run{n}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_connection_left_at_the_end(django_db_setup, django_db_blocker):
+    """Child processes and threads may still hold connections to the test database when the
+    session ends; dropping it would then fail with a warning. They are cut first."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _require_postgresql(django_db_setup, django_db_blocker):
     # Locking, constraints and row-level rules are what the tests prove: SQLite cannot.

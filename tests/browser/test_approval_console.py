@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from config.celery import app
+from tests.browser.pages import click_to_page, open_page
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
 from tests.workers import celery_worker, wait_for
 from trading.models import TradeExecution, TradeProposal
@@ -48,7 +49,6 @@ def browser():
         ):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        driver.implicitly_wait(5)
         try:
             yield driver
         finally:
@@ -82,10 +82,12 @@ def operator():
     return user
 
 
-def run_action(browser, proposal_id: int, action: str) -> None:
+def run_action(browser, proposal_id: int, action: str, *, heading: str) -> None:
+    """Ticks the proposal, picks the action and waits for its confirmation page."""
     browser.find_element(By.CSS_SELECTOR, f'input.action-select[value="{proposal_id}"]').click()
     Select(browser.find_element(By.NAME, "action")).select_by_value(action)
-    browser.find_element(By.CSS_SELECTOR, 'button[name="index"]').click()
+    go = browser.find_element(By.CSS_SELECTOR, 'button[name="index"]')
+    click_to_page(browser, go, expect="h1", text=heading)
 
 
 def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
@@ -95,29 +97,34 @@ def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
     operator()
     proposal = TradeProposalFactory(user=PolicyFactory(user=UserFactory(username="alice")).user)
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/trading/tradeproposal/")
+    open_page(
+        browser,
+        f"{live_server.url}/admin/login/?next=/admin/trading/tradeproposal/",
+        expect="#id_username",
+    )
     browser.find_element(By.ID, "id_username").send_keys("olivia")
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]').click()
-    assert "Emergency stop: off" in browser.find_element(By.CLASS_NAME, "kill-switch").text
+    login = browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]')
+    stop = click_to_page(browser, login, expect=".kill-switch")
+    assert "Emergency stop: off" in stop.text
     browser.save_screenshot(shots / "1-changelist.png")
 
-    run_action(browser, proposal.pk, "approve_selected")
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Approve?"
+    run_action(browser, proposal.pk, "approve_selected", heading="Approve?")
     preview = browser.find_element(By.CSS_SELECTOR, "td.preflight").text
     assert "all rules pass" in preview and "kill_switch" in preview
     browser.save_screenshot(shots / "2-approve-confirmation.png")
-    browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, approve"]').click()
-    assert "1 proposal(s) approved." in browser.find_element(By.CLASS_NAME, "messagelist").text
+    approve = browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, approve"]')
+    messages = click_to_page(browser, approve, expect=".messagelist")
+    assert "1 proposal(s) approved." in messages.text
     proposal.refresh_from_db()
     assert proposal.status == TradeProposal.Status.APPROVED
 
-    run_action(browser, proposal.pk, "execute_selected")
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Execute?"
+    run_action(browser, proposal.pk, "execute_selected", heading="Execute?")
     assert "all rules pass" in browser.find_element(By.CSS_SELECTOR, "td.preflight").text
     browser.save_screenshot(shots / "3-execute-confirmation.png")
-    browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, execute"]').click()
-    assert "1 execution(s) queued" in browser.find_element(By.CLASS_NAME, "messagelist").text
+    execute = browser.find_element(By.CSS_SELECTOR, 'input[value="Yes, execute"]')
+    messages = click_to_page(browser, execute, expect=".messagelist")
+    assert "1 execution(s) queued" in messages.text
     browser.save_screenshot(shots / "4-queued.png")
 
     wait_for(
@@ -125,9 +132,10 @@ def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
         what="the execute worker to submit the order",
     )
     execution = TradeExecution.objects.get(proposal=proposal)
-    browser.get(f"{live_server.url}/admin/trading/tradeexecution/")
-    row = browser.find_element(By.CSS_SELECTOR, "#result_list tbody tr").text
-    assert "Submitted" in row and execution.exchange_order_id in row
+    row = open_page(
+        browser, f"{live_server.url}/admin/trading/tradeexecution/", expect="#result_list tbody tr"
+    )
+    assert "Submitted" in row.text and execution.exchange_order_id in row.text
     browser.save_screenshot(shots / "5-executions.png")
 
     orders = exchange.orders()

@@ -1,6 +1,5 @@
 """Beat and scan workers as real processes on real Redis: any number of them may run."""
 
-import time
 from collections import Counter
 
 import pytest
@@ -66,6 +65,9 @@ def test_two_beats_and_two_workers_run_each_job_once_per_interval(market_data):
     def runs():
         return Counter(GptUsageLog.objects.values_list("scan_job_id", flat=True))
 
+    def dispatches(beat):
+        return beat.log().count("scheduler.tasks.dispatch_due_scans")
+
     with (
         celery_worker(queue="scan", env=scan_env, name="a") as worker_a,
         celery_worker(queue="scan", env=scan_env, name="b") as worker_b,
@@ -81,7 +83,14 @@ def test_two_beats_and_two_workers_run_each_job_once_per_interval(market_data):
                 timeout=60,
                 what=f"interval {interval}: every job run and released",
             )
-            time.sleep(4)  # about eight more dispatches from the two beats
+            sent = dispatches(beat_a), dispatches(beat_b)
+            wait_for(
+                lambda sent=sent: (
+                    dispatches(beat_a) >= sent[0] + 4 and dispatches(beat_b) >= sent[1] + 4
+                ),
+                timeout=60,
+                what="four more dispatches from each beat",
+            )
             assert runs() == Counter({job.pk: interval for job in jobs}), "a job ran twice"
             # The interval passes (it is an hour; the test does not wait for it).
             ScanJob.objects.update(next_run_at=timezone.now())

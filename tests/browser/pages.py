@@ -1,0 +1,58 @@
+"""Browser steps that wait for the page they expect, never for a fixed time.
+
+A click that loads a page leaves the old document behind: reading it straight after the
+click races the navigation (the element goes stale, or the old page is read). Every step
+therefore waits for the old page to go stale, then for the new one to finish loading and
+show a marker.
+
+    heading = click_to_page(browser, button, expect="h1", text="Approve?")
+"""
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+TIMEOUT = 30  # seconds: a loaded shared machine, not a slow page
+
+
+def wait_until(browser: WebDriver, condition, *, what: str, timeout: float = TIMEOUT):
+    """Polls a Selenium condition; fails with `what` after `timeout` seconds."""
+    return WebDriverWait(browser, timeout).until(
+        condition, message=f"timed out after {timeout}s waiting for {what}"
+    )
+
+
+def page_marker(browser: WebDriver, expect: str, text: str | None = None) -> WebElement:
+    """The visible element matching CSS `expect` (containing `text`, if given)."""
+    locator = (By.CSS_SELECTOR, expect)
+    if text is not None:
+        wait_until(
+            browser,
+            EC.text_to_be_present_in_element(locator, text),
+            what=f"{expect!r} to show {text!r}",
+        )
+    return wait_until(browser, EC.visibility_of_element_located(locator), what=expect)
+
+
+def click_to_page(
+    browser: WebDriver, element: WebElement, *, expect: str, text: str | None = None
+) -> WebElement:
+    """Clicks `element`, which loads another page, and returns that page's marker."""
+    old_page = browser.find_element(By.TAG_NAME, "html")
+    label = element.get_attribute("value") or element.text or element.tag_name
+    element.click()
+    wait_until(browser, EC.staleness_of(old_page), what=f"the page to change after {label!r}")
+    wait_until(
+        browser,
+        lambda b: b.execute_script("return document.readyState") == "complete",
+        what=f"the page after {label!r} to finish loading",
+    )
+    return page_marker(browser, expect, text)
+
+
+def open_page(browser: WebDriver, url: str, *, expect: str, text: str | None = None) -> WebElement:
+    """Loads `url` and returns its marker."""
+    browser.get(url)
+    return page_marker(browser, expect, text)
