@@ -1,10 +1,12 @@
 """factory-boy factories for every model, with safe defaults for a tradeable proposal."""
 
+import functools
 from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from budget.models import GptUsageLog
@@ -22,6 +24,11 @@ from trading.models import (
 )
 
 
+@functools.cache
+def _password_hash() -> str:
+    return make_password("correct horse battery staple")
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
@@ -29,7 +36,8 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.django.Password("correct horse battery staple")
+    # Hashed once per run, not once per user: PBKDF2 is slow on purpose.
+    password = factory.LazyFunction(lambda: _password_hash())
 
 
 class PolicyFactory(factory.django.DjangoModelFactory):
