@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import observability
 from config.dashboard import dashboard_view
-from config.exceptions import api_not_found
+from core.exceptions import api_not_found
 from trading import apis
 
 api_v1 = [

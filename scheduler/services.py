@@ -27,9 +27,9 @@ from django.utils import timezone
 from budget.errors import BudgetExhausted
 from budget.models import GptUsageLog
 from budget.services import budget_admit, budget_close
-from config.counters import counter_add
-from config.errors import DomainError
-from config.logs import log_event
+from core.counters import counter_add
+from core.errors import DomainError
+from core.logs import log_event
 from exchange.readonly import ReadonlyClient
 from scheduler.advisors import Advice, advice_parse, advisor_get
 from scheduler.errors import (

@@ -17,9 +17,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.admin import ReadOnlyAdmin
 from config.dashboard import DASHBOARD_PERMISSIONS
-from config.errors import DomainError
+from core.admin import ReadOnlyAdmin
+from core.errors import DomainError
 from trading import selectors, services
 from trading.models import (
     EmergencyStop,

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from config.logs import log_event
+from core.logs import log_event
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from exchange.rules import MarketRules

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from config.scoping import UserOwnedQuerySet
+from core.scoping import UserOwnedQuerySet
 from trading.validators import CONFIDENCE_LEVELS
 
 
