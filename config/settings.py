@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "budget",
     "scheduler",
     "trading",
+    "ops",
 ]
 
 MIDDLEWARE = [

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import observability
-from config.dashboard import dashboard_view
 from core.exceptions import api_not_found
+from ops import observability
+from ops.dashboard import dashboard_view
 from trading import apis
 
 api_v1 = [

@@ -17,9 +17,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.dashboard import DASHBOARD_PERMISSIONS
 from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
+from ops.dashboard import DASHBOARD_PERMISSIONS
 from trading import selectors, services
 from trading.models import (
     EmergencyStop,

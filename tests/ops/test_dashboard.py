@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from config.dashboard import DASHBOARD_PERMISSIONS
+from ops.dashboard import DASHBOARD_PERMISSIONS
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
