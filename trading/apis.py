@@ -16,9 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from budget.selectors import budget_usage_summary
+from notifications import services as notifications
 from scheduler import selectors as scan_selectors
 from scheduler import services as scan_services
-from trading import notifications, selectors, services
+from trading import selectors, services
 from trading.errors import PermissionMissing, PreflightRefused
 from trading.models import Policy, Side, TradeExecution, TradeProposal
 from trading.preflight import execution_claim, preflight_preview

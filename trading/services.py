@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from notifications.services import Event, notification_enqueue
 from trading.errors import PolicyInvalid, ProposalInvalid, ProposalStateConflict
 from trading.models import (
     CONFIDENCE_LEVELS,
@@ -21,7 +22,6 @@ from trading.models import (
     TradeExecution,
     TradeProposal,
 )
-from trading.notifications import Event, notification_enqueue
 from trading.selectors import policy_get_for_user
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")

@@ -4,10 +4,10 @@ read-only, and a kill switch flipped on the policy page is published after commi
 import pytest
 from django.urls import reverse
 
+from notifications.services import notification_settings_update
 from tests.factories import PolicyFactory, UserFactory
 from tests.workers import queue_drain
 from trading.models import NotificationDelivery
-from trading.notifications import notification_settings_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
