@@ -8,12 +8,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from budget.models import GptUsageLog
+from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
 from scheduler.models import ScanJob
 from trading.models import (
     EmergencyStop,
-    NotificationDelivery,
-    NotificationEvent,
-    NotificationSettings,
     Policy,
     ProposalEvent,
     TradeExecution,

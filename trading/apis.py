@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from budget.selectors import budget_usage_summary
+from notifications import selectors as notification_selectors
 from notifications import services as notifications
 from scheduler import selectors as scan_selectors
 from scheduler import services as scan_services
@@ -402,7 +403,7 @@ class NotificationSettingsApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request):
-        row = notifications.notification_settings_get(user=request.user)
+        row = notification_selectors.notification_settings_get(user=request.user)
         return Response(self.OutputSerializer(row).data)
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
@@ -444,7 +445,7 @@ class NotificationDeliveryListApi(APIView):
 
     @extend_schema(responses=NotificationDeliveryOutputSerializer(many=True))
     def get(self, request):
-        deliveries = notifications.notification_delivery_list(user=request.user)[:500]
+        deliveries = notification_selectors.notification_delivery_list(user=request.user)[:500]
         return Response(NotificationDeliveryOutputSerializer(deliveries, many=True).data)
 
 
@@ -453,7 +454,7 @@ class NotificationDeliveryDetailApi(APIView):
 
     @extend_schema(responses=NotificationDeliveryOutputSerializer)
     def get(self, request, delivery_id: int):
-        delivery = notifications.notification_delivery_get(
+        delivery = notification_selectors.notification_delivery_get(
             user=request.user, delivery_id=delivery_id
         )
         return Response(NotificationDeliveryOutputSerializer(delivery).data)

@@ -36,7 +36,3 @@ class PreflightRefused(TradingError):
 
 class PolicyInvalid(TradingError):
     code = "POLICY_INVALID"
-
-
-class NotificationSettingsInvalid(TradingError):
-    code = "NOTIFICATION_SETTINGS_INVALID"

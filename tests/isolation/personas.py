@@ -30,7 +30,7 @@ from tests.factories import (
 )
 from trading.models import EmergencyStop
 
-OUR_APPS = ("trading", "scheduler", "budget", "exchange")
+OUR_APPS = ("trading", "notifications", "scheduler", "budget", "exchange")
 MARKER = "ZQX"
 MARKET = f"{MARKER}-EUR"
 

@@ -43,12 +43,12 @@ ACTION_CASES = {
     ("budget.gptusagelog", "delete_selected"): ("usage", {"post": "yes"}, False),
     ("exchange.exchangecall", "delete_selected"): ("exchange_call", {"post": "yes"}, False),
     ("exchange.balancesnapshot", "delete_selected"): ("balance", {"post": "yes"}, False),
-    ("trading.notificationsettings", "delete_selected"): (
+    ("notifications.notificationsettings", "delete_selected"): (
         "notification_settings",
         {"post": "yes"},
         False,
     ),
-    ("trading.notificationdelivery", "delete_selected"): ("delivery", {"post": "yes"}, False),
+    ("notifications.notificationdelivery", "delete_selected"): ("delivery", {"post": "yes"}, False),
 }
 
 # Pages the console adds, and the change forms of what staff may edit: (url name, World

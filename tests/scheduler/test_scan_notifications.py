@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from notifications.models import NotificationDelivery
 from notifications.services import notification_event_handle, notification_settings_update
 from scheduler.models import ScanJob
 from scheduler.services import (
@@ -16,7 +17,6 @@ from scheduler.services import (
 )
 from tests.factories import GptUsageLogFactory, PolicyFactory, ScanJobFactory
 from tests.workers import queue_drain
-from trading.models import NotificationDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
