@@ -145,7 +145,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# json: one JSON object per line with the event's ids (config/logs.py), the default for
+# json: one JSON object per line with the event's ids (core/logs.py), the default for
 # workers and beat in production; text: for people, the default for web and under DEBUG.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG or ORACLE_ROLE == "web" else "json")
 if LOG_FORMAT not in ("json", "text"):

@@ -16,10 +16,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from budget.selectors import budget_usage_summary
-from notifications import selectors as notification_selectors
-from notifications import services as notifications
-from scheduler import selectors as scan_selectors
-from scheduler import services as scan_services
 from trading import selectors, services
 from trading.errors import PermissionMissing, PreflightRefused
 from trading.models import Policy, Side, TradeExecution, TradeProposal
@@ -290,78 +286,6 @@ class ExecutionDetailApi(APIView):
         return Response(ExecutionOutputSerializer(execution).data)
 
 
-class TradingStatusApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request):
-        return Response(selectors.trading_status(user=request.user))
-
-
-class ScanJobOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    markets = serializers.ListField(child=serializers.CharField())
-    enabled = serializers.BooleanField()
-    interval_minutes = serializers.IntegerField()
-    next_run_at = serializers.DateTimeField()
-    leased = serializers.SerializerMethodField()
-    last_started_at = serializers.DateTimeField(allow_null=True)
-    last_finished_at = serializers.DateTimeField(allow_null=True)
-    last_error = serializers.CharField()
-    consecutive_failures = serializers.IntegerField()
-
-    def get_leased(self, job) -> bool:
-        return job.lock_token is not None
-
-
-class ScanJobListApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ScanJobCreateInput"
-
-        markets = serializers.JSONField()
-        interval_minutes = serializers.JSONField(required=False, default=15)
-
-    @extend_schema(responses=ScanJobOutputSerializer(many=True))
-    def get(self, request):
-        jobs = scan_selectors.scan_job_list(user=request.user)
-        return Response(ScanJobOutputSerializer(jobs, many=True).data)
-
-    @extend_schema(request=InputSerializer, responses={201: ScanJobOutputSerializer})
-    def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = scan_services.scan_job_create(user=request.user, **serializer.validated_data)
-        return Response(ScanJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
-
-
-class ScanJobDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ScanJobPatchInput"
-
-        markets = serializers.JSONField(required=False)
-        interval_minutes = serializers.JSONField(required=False)
-        enabled = serializers.BooleanField(required=False)
-
-    @extend_schema(responses=ScanJobOutputSerializer)
-    def get(self, request, job_id: int):
-        job = scan_selectors.scan_job_get(user=request.user, job_id=job_id)
-        return Response(ScanJobOutputSerializer(job).data)
-
-    @extend_schema(request=InputSerializer, responses=ScanJobOutputSerializer)
-    def patch(self, request, job_id: int):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = scan_selectors.scan_job_get(user=request.user, job_id=job_id)
-        job = scan_services.scan_job_update(job=job, **serializer.validated_data)
-        return Response(ScanJobOutputSerializer(job).data)
-
-
 class BudgetApi(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -375,86 +299,3 @@ class BudgetApi(APIView):
                 hourly_limit=policy.gpt_hourly_limit,
             )
         )
-
-
-class NotificationSettingsApi(APIView):
-    """The user's own notification settings; the secret signs their webhook deliveries."""
-
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "NotificationSettingsPatchInput"
-
-        # Types and formats are checked by the service, with a stable code per field.
-        webhook_url = serializers.JSONField(required=False)
-        email = serializers.JSONField(required=False)
-        events = serializers.JSONField(required=False)
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "NotificationSettings"
-
-        webhook_url = serializers.CharField()
-        webhook_secret = serializers.CharField()
-        email = serializers.CharField()
-        events = serializers.ListField(child=serializers.CharField())
-        updated_at = serializers.DateTimeField(allow_null=True)
-
-    @extend_schema(responses=OutputSerializer)
-    def get(self, request):
-        row = notification_selectors.notification_settings_get(user=request.user)
-        return Response(self.OutputSerializer(row).data)
-
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def patch(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        row = notifications.notification_settings_update(
-            user=request.user, **serializer.validated_data
-        )
-        return Response(self.OutputSerializer(row).data)
-
-
-class NotificationSecretRotateApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(request=None, responses=NotificationSettingsApi.OutputSerializer)
-    def post(self, request):
-        row = notifications.notification_secret_rotate(user=request.user)
-        return Response(NotificationSettingsApi.OutputSerializer(row).data)
-
-
-class NotificationDeliveryOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    event = serializers.CharField()
-    channel = serializers.CharField()
-    destination = serializers.CharField()
-    subject = serializers.CharField()
-    payload = serializers.JSONField()
-    status = serializers.CharField()
-    attempt_count = serializers.IntegerField()
-    attempts = serializers.JSONField()
-    last_error = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-
-
-class NotificationDeliveryListApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=NotificationDeliveryOutputSerializer(many=True))
-    def get(self, request):
-        deliveries = notification_selectors.notification_delivery_list(user=request.user)[:500]
-        return Response(NotificationDeliveryOutputSerializer(deliveries, many=True).data)
-
-
-class NotificationDeliveryDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=NotificationDeliveryOutputSerializer)
-    def get(self, request, delivery_id: int):
-        delivery = notification_selectors.notification_delivery_get(
-            user=request.user, delivery_id=delivery_id
-        )
-        return Response(NotificationDeliveryOutputSerializer(delivery).data)
