@@ -85,6 +85,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # `can_see_dashboard`, for the console's link to the operator dashboard.
+                "ops.context_processors.dashboard_link",
             ],
         },
     },

@@ -19,7 +19,6 @@ from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
-from ops.dashboard import DASHBOARD_PERMISSIONS
 from trading import selectors, services
 from trading.models import (
     EmergencyStop,
@@ -169,7 +168,6 @@ class TradeProposalAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         extra_context["emergency_stop"] = selectors.emergency_stop_get()
         extra_context["can_stop"] = request.user.has_perm("trading.emergency_stop")
-        extra_context["can_see_dashboard"] = request.user.has_perms(DASHBOARD_PERMISSIONS)
         return super().changelist_view(request, extra_context=extra_context)
 
     def get_urls(self):
