@@ -84,7 +84,7 @@ FAST_FAIL_BROKER = {
 def _broker():
     """The notify publishes' own broker connection settings; kombu pools its connections
     (per process, reset after fork)."""
-    from config.celery import app
+    from celery import current_app as app  # the project's app (config sits above this app)
 
     return app, app.connection_for_write(connect_timeout=1, transport_options=FAST_FAIL_BROKER)
 

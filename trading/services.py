@@ -313,7 +313,7 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
 
 def execution_enqueue(*, proposal: TradeProposal, actor=None) -> None:
     """Dispatches the execute task by name after commit, so web code never imports it."""
-    from config.celery import app
+    from celery import current_app as app  # the project's app: config is above trading
 
     args = [proposal.pk, getattr(actor, "pk", None)]
     transaction.on_commit(
