@@ -33,19 +33,16 @@ from trading.preflight import execution_claim, preflight_preview
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = (
-        "user",
-        "trading_enabled",
-        "allowlist",
-        "min_order_eur",
-        "max_order_eur",
-        "max_daily_trades",
-        "max_trades_per_hour",
-    )
+    list_display = ("user", *Policy.SNAPSHOT_FIELDS)
     list_filter = ("trading_enabled",)
     list_select_related = ("user",)
     search_fields = ("user__username",)
+    fields = ("user", *Policy.SNAPSHOT_FIELDS)
     actions = ("disable_trading",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A policy stays its user's: the service changes the rules, never the owner.
+        return ("user",) if obj else ()
 
     @admin.action(description="Turn trading OFF for the selected users", permissions=["change"])
     def disable_trading(self, request, queryset: QuerySet[Policy]):
@@ -54,9 +51,11 @@ class PolicyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Trading turned off for {queryset.count()} user(s).")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change and "trading_enabled" in form.changed_data:
-            services.kill_switch_notify(policy=obj, actor=request.user)
+        # Through the service, like the API: the same checks under the user's policy lock,
+        # and a flipped kill switch is announced with who flipped it.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name != "user"}
+        policy = services.policy_update(user=obj.user, changes=changes, actor=request.user)
+        obj.pk = policy.pk
 
 
 @admin.register(EmergencyStop)

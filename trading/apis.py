@@ -63,54 +63,29 @@ class ProposalOutputSerializer(serializers.Serializer):
 class PolicyApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "PolicyPatchInput"
-
-        trading_enabled = serializers.BooleanField(required=False)
+    # The fields, their types and bounds come from the model (Policy.SNAPSHOT_FIELDS); each
+    # is optional in a PATCH. Cross-field rules are the service's (the model's constraints).
+    class InputSerializer(serializers.ModelSerializer):
         allowlist = serializers.ListField(
             child=serializers.RegexField(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$"),
             required=False,
             max_length=100,
         )
-        min_order_eur = serializers.DecimalField(
-            max_digits=18, decimal_places=2, min_value=0, required=False
-        )
-        max_order_eur = serializers.DecimalField(
-            max_digits=18, decimal_places=2, min_value=0, required=False
-        )
-        min_confidence = serializers.IntegerField(min_value=0, max_value=100, required=False)
-        cooldown_minutes = serializers.IntegerField(min_value=0, max_value=525600, required=False)
-        anti_flip_minutes = serializers.IntegerField(min_value=0, max_value=525600, required=False)
-        max_daily_trades = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        max_trades_per_hour = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        gpt_daily_limit = serializers.IntegerField(min_value=0, max_value=100000, required=False)
-        gpt_hourly_limit = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        scan_interval_minutes = serializers.IntegerField(
-            min_value=1, max_value=10080, required=False
-        )
-        proposal_ttl_minutes = serializers.IntegerField(
-            min_value=1, max_value=10080, required=False
-        )
 
-    class OutputSerializer(serializers.Serializer):
         class Meta:
-            ref_name = "Policy"
+            model = Policy
+            fields = Policy.SNAPSHOT_FIELDS
+            ref_name = "PolicyPatchInput"
 
-        trading_enabled = serializers.BooleanField()
+    class OutputSerializer(serializers.ModelSerializer):
         allowlist = serializers.ListField(child=serializers.CharField())
-        min_order_eur = serializers.DecimalField(max_digits=18, decimal_places=2)
-        max_order_eur = serializers.DecimalField(max_digits=18, decimal_places=2)
-        min_confidence = serializers.IntegerField()
-        cooldown_minutes = serializers.IntegerField()
-        anti_flip_minutes = serializers.IntegerField()
-        max_daily_trades = serializers.IntegerField()
-        max_trades_per_hour = serializers.IntegerField()
-        gpt_daily_limit = serializers.IntegerField()
-        gpt_hourly_limit = serializers.IntegerField()
-        scan_interval_minutes = serializers.IntegerField()
-        proposal_ttl_minutes = serializers.IntegerField()
         policy_hash = serializers.SerializerMethodField()
+
+        class Meta:
+            model = Policy
+            fields = (*Policy.SNAPSHOT_FIELDS, "policy_hash")
+            read_only_fields = fields
+            ref_name = "Policy"
 
         def get_policy_hash(self, policy: Policy) -> str:
             return policy.snapshot_and_hash()[1]

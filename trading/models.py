@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -23,6 +24,11 @@ class Side(models.TextChoices):
     SELL = "sell", "Sell"
 
 
+NOT_NEGATIVE = MinValueValidator(Decimal("0"))
+AT_MOST_A_YEAR = MaxValueValidator(365 * 24 * 60)  # minutes
+AT_MOST_A_WEEK = MaxValueValidator(7 * 24 * 60)  # minutes
+
+
 class Policy(models.Model):
     """A user's trading rules. The kill switch is off until the user turns it on."""
 
@@ -32,23 +38,39 @@ class Policy(models.Model):
     trading_enabled = models.BooleanField(default=False)
     # Markets like "BTC-EUR". Empty means nothing may be traded (deny by default).
     allowlist = models.JSONField(default=list, blank=True)
-    min_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10"))
-    max_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("100"))
-    min_confidence = models.PositiveSmallIntegerField(default=50)
-    cooldown_minutes = models.PositiveIntegerField(default=60)
-    anti_flip_minutes = models.PositiveIntegerField(default=240)
-    max_daily_trades = models.PositiveIntegerField(default=5)
-    max_trades_per_hour = models.PositiveIntegerField(default=2)
-    gpt_daily_limit = models.PositiveIntegerField(default=48)
-    gpt_hourly_limit = models.PositiveIntegerField(default=6)
-    scan_interval_minutes = models.PositiveIntegerField(default=15)
-    proposal_ttl_minutes = models.PositiveIntegerField(default=30)
+    # The bounds below hold for every writer: the API's input, the admin form, the service.
+    min_order_eur = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("10"), validators=[NOT_NEGATIVE]
+    )
+    max_order_eur = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("100"), validators=[NOT_NEGATIVE]
+    )
+    min_confidence = models.PositiveSmallIntegerField(
+        default=50, validators=[MaxValueValidator(100)]
+    )
+    cooldown_minutes = models.PositiveIntegerField(default=60, validators=[AT_MOST_A_YEAR])
+    anti_flip_minutes = models.PositiveIntegerField(default=240, validators=[AT_MOST_A_YEAR])
+    max_daily_trades = models.PositiveIntegerField(default=5, validators=[MaxValueValidator(10000)])
+    max_trades_per_hour = models.PositiveIntegerField(
+        default=2, validators=[MaxValueValidator(10000)]
+    )
+    gpt_daily_limit = models.PositiveIntegerField(
+        default=48, validators=[MaxValueValidator(100000)]
+    )
+    gpt_hourly_limit = models.PositiveIntegerField(default=6, validators=[MaxValueValidator(10000)])
+    scan_interval_minutes = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), AT_MOST_A_WEEK]
+    )
+    proposal_ttl_minutes = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), AT_MOST_A_WEEK]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = UserOwnedQuerySet.as_manager()
 
-    # The fields that decide what may trade; the snapshot and its hash cover exactly these.
+    # The policy's rules, named once: what decides what may trade. The snapshot and its hash
+    # cover exactly these; the API, the admin form and the preflight facts read these.
     SNAPSHOT_FIELDS = (
         "trading_enabled",
         "allowlist",

@@ -278,8 +278,9 @@ def _policy_lock(*, user) -> Policy:
     return policies.select_for_update().get()
 
 
-def policy_update(*, user, changes: dict) -> Policy:
-    """Changes a user's policy; an incoherent result is refused with the rule's stable code."""
+def policy_update(*, user, changes: dict, actor=None) -> Policy:
+    """Changes a user's policy (the API for the user, the admin for staff, `actor`); an
+    incoherent result is refused with the rule's stable code."""
     with transaction.atomic():
         policy = _policy_lock(user=user)
         was_enabled = policy.trading_enabled
@@ -296,7 +297,7 @@ def policy_update(*, user, changes: dict) -> Policy:
             ) from None
         policy.save()
         if policy.trading_enabled != was_enabled:
-            kill_switch_notify(policy=policy, actor=user)
+            kill_switch_notify(policy=policy, actor=actor or user)
     return policy
 
 
