@@ -3,7 +3,7 @@
     python bench/notify_publish_bench.py [--calls 500] [--down-calls 3]
 
 The execute path's only notification work is one after-commit publish to the `notify` queue.
-This times that publish (`trading.notifications._publish`: its own pooled connection, one
+This times that publish (`notifications.services._publish`: its own pooled connection, one
 try, one-second timeouts) next to Celery's default `send_task` (the app's pool and reconnect
 settings, publish retries off), in alternating blocks: against Redis (`BENCH_BROKER_URL`,
 default redis://127.0.0.1:6379/13, its notify queue emptied after), and against a port where
@@ -50,7 +50,7 @@ def main() -> None:
     django.setup()
     logging.disable(logging.CRITICAL)  # the failed publishes log an error each
     from config.celery import app
-    from trading.notifications import EVENT_TASK, _publish
+    from notifications.services import EVENT_TASK, _publish
 
     args = ["execution_ended", {"user_id": 0, "execution_id": 0}]
 

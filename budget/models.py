@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from config.scoping import UserOwnedQuerySet
+from core.scoping import UserOwnedQuerySet
 
 
 class GptUsageLog(models.Model):

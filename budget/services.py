@@ -17,7 +17,7 @@ from django.utils import timezone
 from budget.errors import BudgetError, BudgetExhausted, UsageStateConflict
 from budget.models import GptBudgetLock, GptUsageLog
 from budget.selectors import budget_usage_counts
-from config.logs import log_event
+from core.logs import log_event
 
 logger = logging.getLogger(__name__)
 

@@ -49,8 +49,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "exchange",
     "budget",
+    "notifications",
     "scheduler",
     "trading",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -60,7 +62,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Per-user scope for the request (Django guard and PostgreSQL row-level security).
-    "config.scoping.RequestScopeMiddleware",
+    "core.scoping.RequestScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -83,6 +85,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # `can_see_dashboard`, for the console's link to the operator dashboard.
+                "ops.context_processors.dashboard_link",
             ],
         },
     },
@@ -125,12 +129,12 @@ STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.authentication.ScopedTokenAuthentication",
+        "core.authentication.ScopedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -139,11 +143,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.openapi.error_responses_hook",
+        "core.openapi.error_responses_hook",
     ],
 }
 
-# json: one JSON object per line with the event's ids (config/logs.py), the default for
+# json: one JSON object per line with the event's ids (core/logs.py), the default for
 # workers and beat in production; text: for people, the default for web and under DEBUG.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG or ORACLE_ROLE == "web" else "json")
 if LOG_FORMAT not in ("json", "text"):
@@ -152,7 +156,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "config.logs.JsonFormatter"},
+        "json": {"()": "core.logs.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},

@@ -15,7 +15,7 @@ for an unknown outcome: that must be looked up first.
 
 from __future__ import annotations
 
-from config.errors import DomainError
+from core.errors import DomainError
 
 REJECTED, RATE_LIMITED, UNKNOWN = "rejected", "rate_limited", "unknown"
 

@@ -12,32 +12,11 @@ Each returns None or raises an ExchangeError whose code says what is wrong.
 from __future__ import annotations
 
 import os
-import uuid
 
 from django.conf import settings
 
-from exchange.errors import ExchangeConfigurationError, ExchangeRejected
-from exchange.transport import Transport
-
-
-def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:
-    """True if the key may trade (240, unknown order), False if it may not (310).
-
-    Nothing can be cancelled: the order id is random.
-    """
-    try:
-        transport.request(
-            "DELETE",
-            "/order",
-            params={"market": "BTC-EUR", "orderId": str(uuid.uuid4()), "operatorId": operator_id},
-        )
-    except ExchangeRejected as error:
-        if error.bitvavo_error_code == 240:
-            return True
-        if error.bitvavo_error_code == 310:
-            return False
-        raise
-    return True
+from exchange.errors import ExchangeConfigurationError
+from exchange.transport import probe_can_trade
 
 
 def assert_scan_key_cannot_trade() -> None:

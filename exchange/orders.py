@@ -18,9 +18,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from exchange.errors import ExchangeConfigurationError, ExchangeRejected
-from exchange.keycheck import probe_can_trade
 from exchange.rules import MarketRules, format_decimal, order_violation, truncate
-from exchange.transport import Transport
+from exchange.transport import Transport, probe_can_trade
 
 ORDER_DECIMALS = (
     "amount",

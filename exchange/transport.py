@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,6 +32,7 @@ from exchange.errors import (
     ExchangeNotSent,
     ExchangeOutcomeUnknown,
     ExchangeRateLimited,
+    ExchangeRejected,
     error_from_response,
 )
 
@@ -375,6 +377,27 @@ class Transport:
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+
+
+def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:
+    """True if the key may trade (240, unknown order), False if it may not (310).
+
+    No endpoint reports a key's permissions; cancelling a random order id cannot cancel
+    anything. Both the key self-checks and the trade client ask through this one probe.
+    """
+    try:
+        transport.request(
+            "DELETE",
+            "/order",
+            params={"market": "BTC-EUR", "orderId": str(uuid.uuid4()), "operatorId": operator_id},
+        )
+    except ExchangeRejected as error:
+        if error.bitvavo_error_code == 240:
+            return True
+        if error.bitvavo_error_code == 310:
+            return False
+        raise
+    return True
 
 
 def _never_sent(error: requests.ConnectionError) -> bool:

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from config.scoping import UserOwnedQuerySet
+from core.scoping import UserOwnedQuerySet
 
 
 class ScanJob(models.Model):

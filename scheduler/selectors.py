@@ -37,3 +37,19 @@ def scan_job_get(*, user, job_id: int) -> ScanJob:
     if job is None:
         raise ScanJobNotFound(f"No scan job #{job_id}.")
     return job
+
+
+def scan_last_finished(*, user) -> dict | None:
+    """The user's most recently finished scan, or None before the first."""
+    last = (
+        ScanJob.objects.for_user(user)
+        .filter(last_finished_at__isnull=False)
+        .order_by("-last_finished_at")
+        .values("id", "last_finished_at", "last_error")
+        .first()
+    )
+    return last and {
+        "job_id": last["id"],
+        "finished_at": last["last_finished_at"],
+        "error": last["last_error"],
+    }

@@ -27,10 +27,11 @@ from django.utils import timezone
 from budget.errors import BudgetExhausted
 from budget.models import GptUsageLog
 from budget.services import budget_admit, budget_close
-from config.counters import counter_add
-from config.errors import DomainError
-from config.logs import log_event
+from core.counters import counter_add
+from core.errors import DomainError
+from core.logs import log_event
 from exchange.readonly import ReadonlyClient
+from notifications.services import Event, notification_enqueue
 from scheduler.advisors import Advice, advice_parse, advisor_get
 from scheduler.errors import (
     AdvisorOutputInvalid,
@@ -42,7 +43,6 @@ from scheduler.errors import (
 from scheduler.market import market_snapshot_build
 from scheduler.models import ScanJob
 from trading.models import TradeProposal
-from trading.notifications import Event, notification_enqueue
 from trading.selectors import policy_get_for_user
 from trading.services import MARKET_PATTERN, proposal_create
 

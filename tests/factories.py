@@ -10,12 +10,10 @@ from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from budget.models import GptUsageLog
+from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
 from scheduler.models import ScanJob
 from trading.models import (
     EmergencyStop,
-    NotificationDelivery,
-    NotificationEvent,
-    NotificationSettings,
     Policy,
     ProposalEvent,
     TradeExecution,

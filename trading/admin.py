@@ -17,14 +17,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.admin import ReadOnlyAdmin
-from config.dashboard import DASHBOARD_PERMISSIONS
-from config.errors import DomainError
+from core.admin import ReadOnlyAdmin
+from core.errors import DomainError
 from trading import selectors, services
 from trading.models import (
     EmergencyStop,
-    NotificationDelivery,
-    NotificationSettings,
     Policy,
     ProposalEvent,
     TradeExecution,
@@ -36,19 +33,16 @@ from trading.preflight import execution_claim, preflight_preview
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = (
-        "user",
-        "trading_enabled",
-        "allowlist",
-        "min_order_eur",
-        "max_order_eur",
-        "max_daily_trades",
-        "max_trades_per_hour",
-    )
+    list_display = ("user", *Policy.SNAPSHOT_FIELDS)
     list_filter = ("trading_enabled",)
     list_select_related = ("user",)
     search_fields = ("user__username",)
+    fields = ("user", *Policy.SNAPSHOT_FIELDS)
     actions = ("disable_trading",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A policy stays its user's: the service changes the rules, never the owner.
+        return ("user",) if obj else ()
 
     @admin.action(description="Turn trading OFF for the selected users", permissions=["change"])
     def disable_trading(self, request, queryset: QuerySet[Policy]):
@@ -57,9 +51,11 @@ class PolicyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Trading turned off for {queryset.count()} user(s).")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change and "trading_enabled" in form.changed_data:
-            services.kill_switch_notify(policy=obj, actor=request.user)
+        # Through the service, like the API: the same checks under the user's policy lock,
+        # and a flipped kill switch is announced with who flipped it.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name != "user"}
+        policy = services.policy_update(user=obj.user, changes=changes, actor=request.user)
+        obj.pk = policy.pk
 
 
 @admin.register(EmergencyStop)
@@ -171,7 +167,6 @@ class TradeProposalAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         extra_context["emergency_stop"] = selectors.emergency_stop_get()
         extra_context["can_stop"] = request.user.has_perm("trading.emergency_stop")
-        extra_context["can_see_dashboard"] = request.user.has_perms(DASHBOARD_PERMISSIONS)
         return super().changelist_view(request, extra_context=extra_context)
 
     def get_urls(self):
@@ -364,37 +359,3 @@ class ProposalEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "proposal", "kind", "actor")
     list_filter = ("kind",)
     list_select_related = ("proposal", "actor")
-
-
-@admin.register(NotificationSettings)
-class NotificationSettingsAdmin(ReadOnlyAdmin):
-    """Users change their own settings through the API; staff see them here."""
-
-    list_display = ("user", "webhook_url", "email", "events", "updated_at")
-    list_select_related = ("user",)
-    search_fields = ("user__username", "email", "webhook_url")
-    fields = ("user", "webhook_url", "secret_hint", "email", "events", "created_at", "updated_at")
-
-    @admin.display(description="webhook secret")
-    def secret_hint(self, row: NotificationSettings) -> str:
-        # Enough to tell secrets apart, not enough to sign with.
-        return f"{row.webhook_secret[:6]}…" if row.webhook_secret else "-"
-
-
-@admin.register(NotificationDelivery)
-class NotificationDeliveryAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "created_at",
-        "user",
-        "event",
-        "channel",
-        "destination",
-        "status",
-        "attempt_count",
-        "last_error",
-    )
-    list_filter = ("status", "event", "channel")
-    list_select_related = ("user",)
-    search_fields = ("user__username", "destination", "subject", "dedupe_key")
-    date_hierarchy = "created_at"

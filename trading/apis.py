@@ -16,9 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from budget.selectors import budget_usage_summary
-from scheduler import selectors as scan_selectors
-from scheduler import services as scan_services
-from trading import notifications, selectors, services
+from trading import selectors, services
 from trading.errors import PermissionMissing, PreflightRefused
 from trading.models import Policy, Side, TradeExecution, TradeProposal
 from trading.preflight import execution_claim, preflight_preview
@@ -65,54 +63,29 @@ class ProposalOutputSerializer(serializers.Serializer):
 class PolicyApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "PolicyPatchInput"
-
-        trading_enabled = serializers.BooleanField(required=False)
+    # The fields, their types and bounds come from the model (Policy.SNAPSHOT_FIELDS); each
+    # is optional in a PATCH. Cross-field rules are the service's (the model's constraints).
+    class InputSerializer(serializers.ModelSerializer):
         allowlist = serializers.ListField(
             child=serializers.RegexField(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$"),
             required=False,
             max_length=100,
         )
-        min_order_eur = serializers.DecimalField(
-            max_digits=18, decimal_places=2, min_value=0, required=False
-        )
-        max_order_eur = serializers.DecimalField(
-            max_digits=18, decimal_places=2, min_value=0, required=False
-        )
-        min_confidence = serializers.IntegerField(min_value=0, max_value=100, required=False)
-        cooldown_minutes = serializers.IntegerField(min_value=0, max_value=525600, required=False)
-        anti_flip_minutes = serializers.IntegerField(min_value=0, max_value=525600, required=False)
-        max_daily_trades = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        max_trades_per_hour = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        gpt_daily_limit = serializers.IntegerField(min_value=0, max_value=100000, required=False)
-        gpt_hourly_limit = serializers.IntegerField(min_value=0, max_value=10000, required=False)
-        scan_interval_minutes = serializers.IntegerField(
-            min_value=1, max_value=10080, required=False
-        )
-        proposal_ttl_minutes = serializers.IntegerField(
-            min_value=1, max_value=10080, required=False
-        )
 
-    class OutputSerializer(serializers.Serializer):
         class Meta:
-            ref_name = "Policy"
+            model = Policy
+            fields = Policy.SNAPSHOT_FIELDS
+            ref_name = "PolicyPatchInput"
 
-        trading_enabled = serializers.BooleanField()
+    class OutputSerializer(serializers.ModelSerializer):
         allowlist = serializers.ListField(child=serializers.CharField())
-        min_order_eur = serializers.DecimalField(max_digits=18, decimal_places=2)
-        max_order_eur = serializers.DecimalField(max_digits=18, decimal_places=2)
-        min_confidence = serializers.IntegerField()
-        cooldown_minutes = serializers.IntegerField()
-        anti_flip_minutes = serializers.IntegerField()
-        max_daily_trades = serializers.IntegerField()
-        max_trades_per_hour = serializers.IntegerField()
-        gpt_daily_limit = serializers.IntegerField()
-        gpt_hourly_limit = serializers.IntegerField()
-        scan_interval_minutes = serializers.IntegerField()
-        proposal_ttl_minutes = serializers.IntegerField()
         policy_hash = serializers.SerializerMethodField()
+
+        class Meta:
+            model = Policy
+            fields = (*Policy.SNAPSHOT_FIELDS, "policy_hash")
+            read_only_fields = fields
+            ref_name = "Policy"
 
         def get_policy_hash(self, policy: Policy) -> str:
             return policy.snapshot_and_hash()[1]
@@ -288,78 +261,6 @@ class ExecutionDetailApi(APIView):
         return Response(ExecutionOutputSerializer(execution).data)
 
 
-class TradingStatusApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request):
-        return Response(selectors.trading_status(user=request.user))
-
-
-class ScanJobOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    markets = serializers.ListField(child=serializers.CharField())
-    enabled = serializers.BooleanField()
-    interval_minutes = serializers.IntegerField()
-    next_run_at = serializers.DateTimeField()
-    leased = serializers.SerializerMethodField()
-    last_started_at = serializers.DateTimeField(allow_null=True)
-    last_finished_at = serializers.DateTimeField(allow_null=True)
-    last_error = serializers.CharField()
-    consecutive_failures = serializers.IntegerField()
-
-    def get_leased(self, job) -> bool:
-        return job.lock_token is not None
-
-
-class ScanJobListApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ScanJobCreateInput"
-
-        markets = serializers.JSONField()
-        interval_minutes = serializers.JSONField(required=False, default=15)
-
-    @extend_schema(responses=ScanJobOutputSerializer(many=True))
-    def get(self, request):
-        jobs = scan_selectors.scan_job_list(user=request.user)
-        return Response(ScanJobOutputSerializer(jobs, many=True).data)
-
-    @extend_schema(request=InputSerializer, responses={201: ScanJobOutputSerializer})
-    def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = scan_services.scan_job_create(user=request.user, **serializer.validated_data)
-        return Response(ScanJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
-
-
-class ScanJobDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ScanJobPatchInput"
-
-        markets = serializers.JSONField(required=False)
-        interval_minutes = serializers.JSONField(required=False)
-        enabled = serializers.BooleanField(required=False)
-
-    @extend_schema(responses=ScanJobOutputSerializer)
-    def get(self, request, job_id: int):
-        job = scan_selectors.scan_job_get(user=request.user, job_id=job_id)
-        return Response(ScanJobOutputSerializer(job).data)
-
-    @extend_schema(request=InputSerializer, responses=ScanJobOutputSerializer)
-    def patch(self, request, job_id: int):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = scan_selectors.scan_job_get(user=request.user, job_id=job_id)
-        job = scan_services.scan_job_update(job=job, **serializer.validated_data)
-        return Response(ScanJobOutputSerializer(job).data)
-
-
 class BudgetApi(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -373,86 +274,3 @@ class BudgetApi(APIView):
                 hourly_limit=policy.gpt_hourly_limit,
             )
         )
-
-
-class NotificationSettingsApi(APIView):
-    """The user's own notification settings; the secret signs their webhook deliveries."""
-
-    permission_classes = [IsAuthenticated]
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "NotificationSettingsPatchInput"
-
-        # Types and formats are checked by the service, with a stable code per field.
-        webhook_url = serializers.JSONField(required=False)
-        email = serializers.JSONField(required=False)
-        events = serializers.JSONField(required=False)
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "NotificationSettings"
-
-        webhook_url = serializers.CharField()
-        webhook_secret = serializers.CharField()
-        email = serializers.CharField()
-        events = serializers.ListField(child=serializers.CharField())
-        updated_at = serializers.DateTimeField(allow_null=True)
-
-    @extend_schema(responses=OutputSerializer)
-    def get(self, request):
-        row = notifications.notification_settings_get(user=request.user)
-        return Response(self.OutputSerializer(row).data)
-
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def patch(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        row = notifications.notification_settings_update(
-            user=request.user, **serializer.validated_data
-        )
-        return Response(self.OutputSerializer(row).data)
-
-
-class NotificationSecretRotateApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(request=None, responses=NotificationSettingsApi.OutputSerializer)
-    def post(self, request):
-        row = notifications.notification_secret_rotate(user=request.user)
-        return Response(NotificationSettingsApi.OutputSerializer(row).data)
-
-
-class NotificationDeliveryOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    event = serializers.CharField()
-    channel = serializers.CharField()
-    destination = serializers.CharField()
-    subject = serializers.CharField()
-    payload = serializers.JSONField()
-    status = serializers.CharField()
-    attempt_count = serializers.IntegerField()
-    attempts = serializers.JSONField()
-    last_error = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-
-
-class NotificationDeliveryListApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=NotificationDeliveryOutputSerializer(many=True))
-    def get(self, request):
-        deliveries = notifications.notification_delivery_list(user=request.user)[:500]
-        return Response(NotificationDeliveryOutputSerializer(deliveries, many=True).data)
-
-
-class NotificationDeliveryDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses=NotificationDeliveryOutputSerializer)
-    def get(self, request, delivery_id: int):
-        delivery = notifications.notification_delivery_get(
-            user=request.user, delivery_id=delivery_id
-        )
-        return Response(NotificationDeliveryOutputSerializer(delivery).data)

@@ -1,4 +1,4 @@
-from config.errors import DomainError
+from core.errors import DomainError
 
 
 class TradingError(DomainError):
@@ -36,7 +36,3 @@ class PreflightRefused(TradingError):
 
 class PolicyInvalid(TradingError):
     code = "POLICY_INVALID"
-
-
-class NotificationSettingsInvalid(TradingError):
-    code = "NOTIFICATION_SETTINGS_INVALID"

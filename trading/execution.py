@@ -29,10 +29,11 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from config.logs import log_event
+from core.logs import log_event
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from exchange.rules import MarketRules
+from notifications.services import Event, notification_enqueue
 from trading.models import (
     EmergencyStop,
     Policy,
@@ -40,7 +41,6 @@ from trading.models import (
     TradeHistory,
     TradeProposal,
 )
-from trading.notifications import Event, notification_enqueue
 from trading.preflight import (
     ExecutionOutcome,
     emergency_stop_active,

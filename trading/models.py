@@ -11,16 +11,22 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from config.scoping import UserOwnedQuerySet
+from core.scoping import UserOwnedQuerySet
 from trading.validators import CONFIDENCE_LEVELS
 
 
 class Side(models.TextChoices):
     BUY = "buy", "Buy"
     SELL = "sell", "Sell"
+
+
+NOT_NEGATIVE = MinValueValidator(Decimal("0"))
+AT_MOST_A_YEAR = MaxValueValidator(365 * 24 * 60)  # minutes
+AT_MOST_A_WEEK = MaxValueValidator(7 * 24 * 60)  # minutes
 
 
 class Policy(models.Model):
@@ -32,23 +38,39 @@ class Policy(models.Model):
     trading_enabled = models.BooleanField(default=False)
     # Markets like "BTC-EUR". Empty means nothing may be traded (deny by default).
     allowlist = models.JSONField(default=list, blank=True)
-    min_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10"))
-    max_order_eur = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("100"))
-    min_confidence = models.PositiveSmallIntegerField(default=50)
-    cooldown_minutes = models.PositiveIntegerField(default=60)
-    anti_flip_minutes = models.PositiveIntegerField(default=240)
-    max_daily_trades = models.PositiveIntegerField(default=5)
-    max_trades_per_hour = models.PositiveIntegerField(default=2)
-    gpt_daily_limit = models.PositiveIntegerField(default=48)
-    gpt_hourly_limit = models.PositiveIntegerField(default=6)
-    scan_interval_minutes = models.PositiveIntegerField(default=15)
-    proposal_ttl_minutes = models.PositiveIntegerField(default=30)
+    # The bounds below hold for every writer: the API's input, the admin form, the service.
+    min_order_eur = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("10"), validators=[NOT_NEGATIVE]
+    )
+    max_order_eur = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("100"), validators=[NOT_NEGATIVE]
+    )
+    min_confidence = models.PositiveSmallIntegerField(
+        default=50, validators=[MaxValueValidator(100)]
+    )
+    cooldown_minutes = models.PositiveIntegerField(default=60, validators=[AT_MOST_A_YEAR])
+    anti_flip_minutes = models.PositiveIntegerField(default=240, validators=[AT_MOST_A_YEAR])
+    max_daily_trades = models.PositiveIntegerField(default=5, validators=[MaxValueValidator(10000)])
+    max_trades_per_hour = models.PositiveIntegerField(
+        default=2, validators=[MaxValueValidator(10000)]
+    )
+    gpt_daily_limit = models.PositiveIntegerField(
+        default=48, validators=[MaxValueValidator(100000)]
+    )
+    gpt_hourly_limit = models.PositiveIntegerField(default=6, validators=[MaxValueValidator(10000)])
+    scan_interval_minutes = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), AT_MOST_A_WEEK]
+    )
+    proposal_ttl_minutes = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), AT_MOST_A_WEEK]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = UserOwnedQuerySet.as_manager()
 
-    # The fields that decide what may trade; the snapshot and its hash cover exactly these.
+    # The policy's rules, named once: what decides what may trade. The snapshot and its hash
+    # cover exactly these; the API, the admin form and the preflight facts read these.
     SNAPSHOT_FIELDS = (
         "trading_enabled",
         "allowlist",
@@ -436,112 +458,3 @@ class TradeHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.amount} {self.asset} @ {self.price}"
-
-
-class NotificationEvent(models.TextChoices):
-    PROPOSAL_PENDING = "proposal_pending", "A proposal awaits approval"
-    EXECUTION_ENDED = "execution_ended", "An execution ended (SUBMITTED or FAILED)"
-    KILL_SWITCH = "kill_switch", "The user's kill switch was flipped"
-    EMERGENCY_STOP = "emergency_stop", "The operator emergency stop was flipped"
-    BUDGET_EXHAUSTED = "budget_exhausted", "The LLM budget ran out"
-    SCAN_LOCK_RECOVERED = "scan_lock_recovered", "A scan lock was recovered"
-
-
-def all_notification_events() -> list[str]:
-    return list(NotificationEvent.values)
-
-
-class NotificationSettings(models.Model):
-    """Where a user's notifications go: a signed webhook and/or an e-mail address."""
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings"
-    )
-    webhook_url = models.URLField(max_length=500, blank=True)
-    # The HMAC-SHA256 key of this user's webhook signatures; generated, never chosen.
-    webhook_secret = models.CharField(max_length=64)
-    email = models.EmailField(blank=True)
-    # The events this user wants; all of them by default.
-    events = models.JSONField(default=all_notification_events, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = UserOwnedQuerySet.as_manager()
-
-    class Meta:
-        db_table = "notification_settings"
-        verbose_name_plural = "notification settings"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(webhook_url="")
-                | Q(webhook_url__startswith="http://")
-                | Q(webhook_url__startswith="https://"),
-                name="notification_settings_webhook_http",
-                violation_error_code="WEBHOOK_URL_NOT_HTTP",
-                violation_error_message="The webhook URL must start with http(s)://.",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Notifications of {self.user}"
-
-
-class NotificationDelivery(models.Model):
-    """One notification to one destination, with every attempt to deliver it."""
-
-    class Channel(models.TextChoices):
-        WEBHOOK = "webhook"
-        EMAIL = "email"
-
-    class Status(models.TextChoices):
-        PENDING = "PENDING"
-        DELIVERED = "DELIVERED"
-        FAILED = "FAILED"
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_deliveries"
-    )
-    event = models.CharField(max_length=32, choices=NotificationEvent.choices)
-    channel = models.CharField(max_length=8, choices=Channel.choices)
-    destination = models.CharField(max_length=500)
-    # What the event is about ("execution:42"): a redelivered event creates nothing twice.
-    dedupe_key = models.CharField(max_length=200)
-    subject = models.CharField(max_length=200)
-    payload = models.JSONField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempt_count = models.PositiveSmallIntegerField(default=0)
-    # [{"at", "outcome", "status_code", "error", "duration_ms"}], one entry per attempt.
-    attempts = models.JSONField(default=list, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    objects = UserOwnedQuerySet.as_manager()
-
-    class Meta:
-        db_table = "notification_deliveries"
-        verbose_name_plural = "notification deliveries"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["user", "channel", "dedupe_key"],
-                name="notification_deliveries_once",
-                violation_error_code="NOTIFICATION_EXISTS",
-            ),
-            models.CheckConstraint(
-                condition=Q(status__in=["PENDING", "DELIVERED", "FAILED"]),
-                name="notification_deliveries_status_valid",
-                violation_error_code="NOTIFICATION_STATUS_INVALID",
-            ),
-            models.CheckConstraint(
-                condition=Q(status="PENDING") | Q(finished_at__isnull=False),
-                name="notification_deliveries_finished_time_recorded",
-                violation_error_code="NOTIFICATION_FINISH_TIME_MISSING",
-            ),
-        ]
-        indexes = [
-            models.Index(fields=["user", "-created_at"], name="notification_deliveries_user"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.event} by {self.channel} to {self.destination} ({self.status})"

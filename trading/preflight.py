@@ -21,8 +21,8 @@ from django.db import IntegrityError, connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from config.logs import log_event
-from config.scoping import in_user_scope, scope_system
+from core.logs import log_event
+from core.scoping import in_user_scope, scope_system
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
 from exchange.rules import MarketRules

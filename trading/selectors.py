@@ -8,7 +8,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from budget.selectors import budget_usage_counts
-from scheduler.models import ScanJob
 from trading.errors import NotFound
 from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 
@@ -51,7 +50,7 @@ def emergency_stop_get() -> EmergencyStop:
 
 
 def trading_status(*, user) -> dict:
-    """Where the user stands against every guard, now."""
+    """Where the user stands against every guard, now (the status API adds the last scan)."""
     now = timezone.now()
     policy = policy_get_for_user(user=user)
     live = TradeExecution.objects.for_user(user).exclude(status=TradeExecution.Status.FAILED)
@@ -66,13 +65,6 @@ def trading_status(*, user) -> dict:
         cooldowns[asset] = max(cooldowns.get(asset, ends), ends)
     stop = emergency_stop_get()
     llm_today, llm_hour = budget_usage_counts(user_id=user.pk, now=now)
-    last_scan = (
-        ScanJob.objects.for_user(user)
-        .filter(last_finished_at__isnull=False)
-        .order_by("-last_finished_at")
-        .values("id", "last_finished_at", "last_error")
-        .first()
-    )
     return {
         "trading_enabled": policy.trading_enabled,
         "emergency_stop": {"active": stop.active, "reason": stop.reason},
@@ -89,11 +81,5 @@ def trading_status(*, user) -> dict:
         "llm_budget_remaining": {
             "today": max(0, policy.gpt_daily_limit - llm_today),
             "this_hour": max(0, policy.gpt_hourly_limit - llm_hour),
-        },
-        "last_scan": last_scan
-        and {
-            "job_id": last_scan["id"],
-            "finished_at": last_scan["last_finished_at"],
-            "error": last_scan["last_error"],
         },
     }

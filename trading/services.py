@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from notifications.services import Event, notification_enqueue
 from trading.errors import PolicyInvalid, ProposalInvalid, ProposalStateConflict
 from trading.models import (
     CONFIDENCE_LEVELS,
@@ -21,7 +22,6 @@ from trading.models import (
     TradeExecution,
     TradeProposal,
 )
-from trading.notifications import Event, notification_enqueue
 from trading.selectors import policy_get_for_user
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
@@ -278,8 +278,9 @@ def _policy_lock(*, user) -> Policy:
     return policies.select_for_update().get()
 
 
-def policy_update(*, user, changes: dict) -> Policy:
-    """Changes a user's policy; an incoherent result is refused with the rule's stable code."""
+def policy_update(*, user, changes: dict, actor=None) -> Policy:
+    """Changes a user's policy (the API for the user, the admin for staff, `actor`); an
+    incoherent result is refused with the rule's stable code."""
     with transaction.atomic():
         policy = _policy_lock(user=user)
         was_enabled = policy.trading_enabled
@@ -296,7 +297,7 @@ def policy_update(*, user, changes: dict) -> Policy:
             ) from None
         policy.save()
         if policy.trading_enabled != was_enabled:
-            kill_switch_notify(policy=policy, actor=user)
+            kill_switch_notify(policy=policy, actor=actor or user)
     return policy
 
 
@@ -313,7 +314,7 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
 
 def execution_enqueue(*, proposal: TradeProposal, actor=None) -> None:
     """Dispatches the execute task by name after commit, so web code never imports it."""
-    from config.celery import app
+    from celery import current_app as app  # the project's app: config is above trading
 
     args = [proposal.pk, getattr(actor, "pk", None)]
     transaction.on_commit(

@@ -6,7 +6,7 @@ process that only publishes tasks (web, beat) never loads it.
 
 from celery import shared_task
 
-from trading.notifications import notification_deliver, notification_event_handle
+from notifications.services import notification_deliver, notification_event_handle
 
 
 @shared_task(bind=True, max_retries=10)

@@ -4,9 +4,9 @@ and per-user isolation."""
 import pytest
 from rest_framework.test import APIClient
 
+from notifications.models import NotificationDelivery, NotificationSettings
 from tests.api.test_proposals_api import assert_error, client_for
 from tests.factories import UserFactory
-from trading.models import NotificationDelivery, NotificationSettings
 
 pytestmark = pytest.mark.django_db
 

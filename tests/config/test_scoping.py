@@ -1,4 +1,4 @@
-"""The scoping guard (config.scoping), and both layers end to end in a web process that
+"""The scoping guard (core.scoping), and both layers end to end in a web process that
 connects as the web role."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from django.db.models import Count
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from config.scoping import (
+from core.scoping import (
     NOBODY,
     STAFF,
     SYSTEM,

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.contrib.auth.models import Permission
+from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 
 from exchange.models import BalanceSnapshot, ExchangeCall
@@ -30,7 +31,7 @@ from tests.factories import (
 )
 from trading.models import EmergencyStop
 
-OUR_APPS = ("trading", "scheduler", "budget", "exchange")
+OUR_APPS = ("trading", "notifications", "scheduler", "budget", "exchange")
 MARKER = "ZQX"
 MARKET = f"{MARKER}-EUR"
 
@@ -102,3 +103,15 @@ class World:
         self.balance = BalanceSnapshot.objects.create(
             asset=MARKER, available=1, in_order=0, fetched_at=now
         )
+
+
+def url_routes(patterns=None, prefix: str = ""):
+    """(full route, pattern) of every URL, through the apps' included urls.py; the admin
+    site's own URLs (namespace "admin") are not descended into."""
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace is None:
+                yield from url_routes(pattern.url_patterns, route)
+        else:
+            yield route, pattern

@@ -6,6 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from notifications.models import NotificationDelivery
+from notifications.services import notification_event_handle, notification_settings_update
 from scheduler.models import ScanJob
 from scheduler.services import (
     scan_job_claim,
@@ -15,8 +17,6 @@ from scheduler.services import (
 )
 from tests.factories import GptUsageLogFactory, PolicyFactory, ScanJobFactory
 from tests.workers import queue_drain
-from trading.models import NotificationDelivery
-from trading.notifications import notification_event_handle, notification_settings_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""Row-level security on every user-owned table: the second layer under config.scoping.
+"""Row-level security on every user-owned table: the second layer under core.scoping.
 
 Each table admits a row only when the session's scope allows it:
 - `oracle.scope` is `staff` (the admin) or `system` (workers, operational reads): every row;

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from config.errors import DomainError
+from core.errors import DomainError
 from scheduler.services import scan_job_claim, scan_job_run, scan_owner
 
 

@@ -3,7 +3,7 @@
     python manage.py db_roles            # after `migrate`, as the owner (or a superuser)
 
 - the web role (default `oracle_web`): the web process. Row-level security applies to it;
-  each request sets its scope (config.scoping), and with none set it sees no user's rows.
+  each request sets its scope (core.scoping), and with none set it sees no user's rows.
 - the worker role (default `oracle_worker`): beat, scan and execute workers and management
   commands. Its sessions start in the system scope (`oracle.scope = system`, a per-database
   role setting), so they see every user's rows, as their work needs.

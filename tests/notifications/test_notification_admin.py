@@ -4,10 +4,10 @@ read-only, and a kill switch flipped on the policy page is published after commi
 import pytest
 from django.urls import reverse
 
+from notifications.models import NotificationDelivery
+from notifications.services import notification_settings_update
 from tests.factories import PolicyFactory, UserFactory
 from tests.workers import queue_drain
-from trading.models import NotificationDelivery
-from trading.notifications import notification_settings_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,17 +31,21 @@ def test_settings_show_a_secret_hint_and_deliveries_are_read_only(admin_client):
         payload={},
     )
 
-    page = admin_client.get(reverse("admin:trading_notificationsettings_change", args=[row.pk]))
+    page = admin_client.get(
+        reverse("admin:notifications_notificationsettings_change", args=[row.pk])
+    )
     assert page.status_code == 200
     assert row.webhook_secret[:6].encode() in page.content
     assert row.webhook_secret.encode() not in page.content
 
-    listed = admin_client.get(reverse("admin:trading_notificationdelivery_changelist"))
+    listed = admin_client.get(reverse("admin:notifications_notificationdelivery_changelist"))
     assert listed.status_code == 200
     assert b"https://hooks.example/a" in listed.content and b"kill_switch" in listed.content
-    change = reverse("admin:trading_notificationdelivery_change", args=[delivery.pk])
+    change = reverse("admin:notifications_notificationdelivery_change", args=[delivery.pk])
     assert admin_client.post(change, {"status": "DELIVERED"}).status_code == 403
-    assert admin_client.get(reverse("admin:trading_notificationdelivery_add")).status_code == 403
+    assert (
+        admin_client.get(reverse("admin:notifications_notificationdelivery_add")).status_code == 403
+    )
 
 
 def test_turning_trading_off_on_the_policy_page_is_published(admin_client):

@@ -20,17 +20,18 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
-from tests.webhook_server import WebhookServer
-from tests.workers import child_env, queue_drain
-from trading.errors import NotificationSettingsInvalid
-from trading.execution import execution_run, executions_reconcile
-from trading.models import NotificationDelivery, TradeExecution
-from trading.notifications import (
+from notifications.errors import NotificationSettingsInvalid
+from notifications.models import NotificationDelivery
+from notifications.services import (
     notification_deliver,
     notification_event_handle,
     notification_settings_update,
 )
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.webhook_server import WebhookServer
+from tests.workers import child_env, queue_drain
+from trading.execution import execution_run, executions_reconcile
+from trading.models import TradeExecution
 from trading.services import (
     emergency_stop_set,
     policy_trading_set,

@@ -7,7 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from config.errors import DomainError
+from core.errors import DomainError
 
 DRF_CODES = {
     exceptions.NotAuthenticated: "NOT_AUTHENTICATED",

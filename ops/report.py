@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from budget.models import GptUsageLog
-from config.counters import counter_values
+from core.counters import counter_values
 from scheduler.models import ScanJob
 from scheduler.services import LEASE_EXPIRED
 from trading.models import Policy, TradeExecution

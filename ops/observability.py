@@ -18,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from budget.models import GptUsageLog
-from config.counters import COUNTERS, counter_values
-from config.scoping import system_scope_view
+from core.counters import COUNTERS, counter_values
+from core.scoping import system_scope_view
 from exchange.models import ExchangeCall
 from exchange.transport import rate_limit_role_key
 from scheduler.models import ScanJob

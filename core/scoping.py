@@ -141,7 +141,7 @@ class RequestScopeMiddleware:
     """Opens the request scope: the session user's, or staff in the admin for a staff user.
 
     Token-authenticated API users are known only inside DRF:
-    `config.authentication.ScopedTokenAuthentication` enters their scope. Must come after
+    `core.authentication.ScopedTokenAuthentication` enters their scope. Must come after
     AuthenticationMiddleware.
     """
 

@@ -1,6 +1,6 @@
 from rest_framework.authentication import TokenAuthentication
 
-from config.scoping import scope_enter_user
+from core.scoping import scope_enter_user
 
 
 class ScopedTokenAuthentication(TokenAuthentication):

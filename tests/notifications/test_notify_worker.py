@@ -10,12 +10,13 @@ import json
 import pytest
 
 from config.celery import app
+from notifications.models import NotificationDelivery
+from notifications.services import notification_settings_update
 from tests.factories import PolicyFactory, TradeProposalFactory
 from tests.webhook_server import WebhookServer
 from tests.workers import celery_worker, queue_drain, wait_for
 from trading.execution import execution_run
-from trading.models import NotificationDelivery, TradeExecution
-from trading.notifications import notification_settings_update
+from trading.models import TradeExecution
 from trading.services import proposal_create
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -38,17 +38,14 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import URLValidator, validate_email
 from django.db import transaction
-from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from trading.errors import NotFound, NotificationSettingsInvalid
-from trading.models import (
+from notifications.errors import NotificationSettingsInvalid
+from notifications.models import (
     NotificationDelivery,
     NotificationEvent,
     NotificationSettings,
-    TradeExecution,
-    TradeProposal,
     all_notification_events,
 )
 
@@ -87,7 +84,7 @@ FAST_FAIL_BROKER = {
 def _broker():
     """The notify publishes' own broker connection settings; kombu pools its connections
     (per process, reset after fork)."""
-    from config.celery import app
+    from celery import current_app as app  # the project's app (config sits above this app)
 
     return app, app.connection_for_write(connect_timeout=1, transport_options=FAST_FAIL_BROKER)
 
@@ -102,11 +99,6 @@ def _publish(task: str, args: list) -> None:
 
 
 # --- settings (the user's own, through the API) ----------------------------------------------
-
-
-def notification_settings_get(*, user) -> NotificationSettings:
-    """The user's settings; without any, the defaults (nothing configured), unsaved."""
-    return NotificationSettings.objects.for_user(user).first() or NotificationSettings(user=user)
 
 
 def _invalid(code: str, field: str, message: str) -> NotificationSettingsInvalid:
@@ -226,17 +218,6 @@ def notification_secret_rotate(*, user) -> NotificationSettings:
     return row
 
 
-def notification_delivery_list(*, user) -> QuerySet:
-    return NotificationDelivery.objects.for_user(user).order_by("-created_at")
-
-
-def notification_delivery_get(*, user, delivery_id: int) -> NotificationDelivery:
-    delivery = NotificationDelivery.objects.for_user(user).filter(pk=delivery_id).first()
-    if delivery is None:
-        raise NotFound(f"No notification #{delivery_id}.", code="NOTIFICATION_NOT_FOUND")
-    return delivery
-
-
 # --- 2. the event, in the notify worker -------------------------------------------------------
 
 
@@ -252,71 +233,6 @@ class Notice:
 
 def console_url(viewname: str, object_id: int) -> str:
     return settings.CONSOLE_BASE_URL.rstrip("/") + reverse(viewname, args=[object_id])
-
-
-def _now_iso() -> str:
-    return timezone.now().isoformat()
-
-
-def _proposal_pending(facts: dict) -> Notice | None:
-    proposal = TradeProposal.objects.filter(pk=facts["proposal_id"]).first()
-    if proposal is None:
-        return None
-    return Notice(
-        key=f"proposal:{proposal.pk}",
-        subject=(
-            f"Proposal #{proposal.pk} awaits approval: {proposal.side} "
-            f"{proposal.amount_eur} EUR of {proposal.market}"
-        ),
-        data={
-            "proposal": {
-                "id": proposal.pk,
-                "market": proposal.market,
-                "side": proposal.side,
-                "amount_eur": str(proposal.amount_eur),
-                "confidence": proposal.confidence,
-                "rationale": proposal.rationale,
-                "source": proposal.source,
-                "expires_at": proposal.expires_at.isoformat(),
-            },
-            "url": console_url("admin:trading_tradeproposal_change", proposal.pk),
-        },
-        occurred_at=proposal.created_at.isoformat(),
-    )
-
-
-def _execution_ended(facts: dict) -> Notice | None:
-    execution = TradeExecution.objects.filter(pk=facts["execution_id"]).first()
-    if execution is None or execution.finished_at is None:
-        return None
-    outcome = execution.status
-    if execution.error_code:
-        outcome += f" ({execution.error_code})"
-    return Notice(
-        key=f"execution:{execution.pk}",
-        subject=(
-            f"Execution of proposal #{execution.proposal_id} {outcome}: {execution.side} "
-            f"{execution.amount_eur} EUR of {execution.market}"
-        ),
-        data={
-            "execution": {
-                "id": execution.pk,
-                "proposal_id": execution.proposal_id,
-                "status": execution.status,
-                "error_code": execution.error_code,
-                "error_message": execution.error_message,
-                "market": execution.market,
-                "side": execution.side,
-                "amount_eur": str(execution.amount_eur),
-                "client_order_id": str(execution.client_order_id),
-                "exchange_order_id": execution.exchange_order_id,
-                "reconcile_attempts": execution.reconcile_attempts,
-                "finished_at": execution.finished_at.isoformat(),
-            },
-            "url": console_url("admin:trading_tradeproposal_change", execution.proposal_id),
-        },
-        occurred_at=execution.finished_at.isoformat(),
-    )
 
 
 def _kill_switch(facts: dict) -> Notice:
@@ -363,14 +279,25 @@ def _scan_lock_recovered(facts: dict) -> Notice:
     )
 
 
+# How each event reads. The events about trading's own rows are added by trading
+# (trading/notices.py, through `notice_builder`): this app reads no other app's tables.
 NOTICE_BUILDERS: dict[str, Callable[[dict], Notice | None]] = {
-    Event.PROPOSAL_PENDING: _proposal_pending,
-    Event.EXECUTION_ENDED: _execution_ended,
     Event.KILL_SWITCH: _kill_switch,
     Event.EMERGENCY_STOP: _emergency_stop,
     Event.BUDGET_EXHAUSTED: _budget_exhausted,
     Event.SCAN_LOCK_RECOVERED: _scan_lock_recovered,
 }
+
+
+def notice_builder(event: str):
+    """Registers the function that reads an event's facts into a Notice (None: nothing to
+    say, its object is gone)."""
+
+    def register(build: Callable[[dict], Notice | None]):
+        NOTICE_BUILDERS[event] = build
+        return build
+
+    return register
 
 
 def notification_event_handle(*, event: str, facts: dict) -> list[int]:

@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from config.dashboard import DASHBOARD_PERMISSIONS
+from ops.dashboard import DASHBOARD_PERMISSIONS
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
@@ -44,3 +44,16 @@ def test_the_dashboard_needs_view_permissions_on_what_it_shows(client):
     codenames = [name.split(".")[1] for name in DASHBOARD_PERMISSIONS]
     viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     assert client.get("/admin/dashboard/").status_code == 200
+
+
+def test_the_console_links_to_the_dashboard_only_for_who_may_open_it(client):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_tradeproposal"))
+    client.force_login(viewer)
+    link = b'href="/admin/dashboard/"'
+    assert link not in client.get("/admin/trading/tradeproposal/").content
+    codenames = [name.split(".")[1] for name in DASHBOARD_PERMISSIONS]
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    page = client.get("/admin/trading/tradeproposal/")
+    assert page.status_code == 200
+    assert link in page.content

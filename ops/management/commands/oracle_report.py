@@ -5,8 +5,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from exchange.errors import ExchangeError
+from ops.report import Report, report_build, report_lookup_range, report_markets
 from trading.execution import exchange_orders_between
-from trading.report import Report, report_build, report_lookup_range, report_markets
 
 SHOWN = "%Y-%m-%d %H:%M:%S"
 
