@@ -14,58 +14,19 @@ from django.utils import timezone
 from exchange.fills import order_fills, order_is_final, order_reported_filled
 from exchange.orders import TradeClient, order_wait_final
 from tests.factories import TradeExecutionFactory, TradeHistoryFactory, TradeProposalFactory
+from tests.trading.finishing import finish, send, submitting
 from trading.fills import (
     COUNTED_EUR,
     ORDER_NOT_FILLED,
     OrderNotFinal,
     execution_fill_fields,
     history_rows_for,
-    proposal_fill_fields,
 )
 from trading.models import TradeExecution, TradeHistory, TradeProposal
 
 pytestmark = pytest.mark.django_db
 
 Status = TradeExecution.Status
-
-
-def submitting(side="buy", amount="20.00", market="BTC-EUR") -> TradeExecution:
-    return TradeExecutionFactory(
-        proposal__side=side,
-        proposal__market=market,
-        proposal__amount_eur=Decimal(amount),
-        status=Status.SUBMITTING,
-        submitting_at=timezone.now(),
-    )
-
-
-def send(client: TradeClient, execution: TradeExecution) -> dict:
-    return client.place_market_order(
-        market=execution.market,
-        side=execution.side,
-        client_order_id=execution.client_order_id,
-        amount_quote=execution.amount_eur,
-    )
-
-
-def finish(execution: TradeExecution, order: dict) -> bool:
-    """What the finish step does with these functions: compare-and-set the execution from
-    SUBMITTING, its proposal and its fills, in one transaction."""
-    fills = order_fills(order)
-    fields = execution_fill_fields(order, fills)
-    with transaction.atomic():
-        now = timezone.now()
-        moved = TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
-            **fields, finished_at=now, updated_at=now
-        )
-        if not moved:
-            return False
-        TradeProposal.objects.filter(pk=execution.proposal_id).update(
-            **proposal_fill_fields(fields), updated_at=now
-        )
-        if fields["status"] == Status.SUBMITTED:
-            TradeHistory.objects.bulk_create(history_rows_for(execution, fills))
-    return True
 
 
 @pytest.fixture
