@@ -355,7 +355,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                 return state.orders_between(market, start, end, limit)
             return state.fills_between(market, start, end, limit)
         if name == "/ordersOpen":
-            return []  # market orders never rest
+            # A market order rests only until its fills come (see the fill modes).
+            return state.open_orders(market)
         raise SimulatorError(404, 110, "Invalid endpoint.")
 
     def ticker(self, name: str, market: str) -> dict:

@@ -574,6 +574,12 @@ class SimulatorState:
             ]
             return [self.seen(o, lookup=True) for o in list(reversed(rows))[:limit]]
 
+    def open_orders(self, market: str | None) -> list[dict]:
+        with self.lock:
+            mine = [o for o in self.orders if market in (None, o["market"])]
+            views = [self.seen(o, lookup=False) for o in mine]
+        return [view for view in reversed(views) if view["status"] in ("new", "partiallyFilled")]
+
     def fills_between(self, market: str, start: int | None, end: int | None, limit: int):
         with self.lock:
             rows = [

@@ -214,6 +214,21 @@ def test_a_partially_filled_answer_shows_some_fills_unsettled(trade_client, exch
     assert sum(f["amount"] for f in found["fills"]) == found["filledAmount"]
 
 
+def test_an_order_waiting_for_its_fills_is_an_open_order(trade_client, exchange):
+    exchange.control.set_fill_mode(answer="new", settle_after_lookups=1)
+    order = place(trade_client)
+
+    def open_orders():
+        rows = trade_client._transport.request(
+            "GET", "/ordersOpen", params={"market": "BTC-EUR"}, weight=5
+        )
+        return [(row["orderId"], row["status"]) for row in rows]
+
+    assert open_orders() == [(order["orderId"], "new")], "listing open orders is no lookup"
+    assert order_is_final(trade_client.get_order(market="BTC-EUR", order_id=order["orderId"]))
+    assert open_orders() == []
+
+
 def test_an_order_fills_a_moment_later_without_a_lookup_counting(trade_client, exchange):
     exchange.control.set_fill_mode(answer="new", settle_after_seconds=0.5)
     order = place(trade_client)
