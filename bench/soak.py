@@ -13,7 +13,9 @@ SUBMITTING execution is looked up after 5 s, so unknown outcomes are settled wit
 
 While it runs, the simulator gets random faults through its control API (the connection
 dropped, 101 or 109 after the order is placed; 109 or an HTML 502 before; latency, some of it
-past the read timeout and the access window), on order placement and on order lookups, and
+past the read timeout and the access window), on order placement and on order lookups (with
+--fill-modes, orders also fill partly under market protection, expire with nothing filled or
+answer before their fills), and
 a driver approves PENDING proposals through the API with each user's token and executes
 them: a user's just-approved proposals at the same moment, each often by several identical
 calls from threads, and some again much later. Then the faults stop and a drain period lets
@@ -101,6 +103,15 @@ LOOKUP_FAULTS = [
     ("html_502_no_commit", 1, None),
     ("error_109_no_commit", 1, None),
     ("latency", 1, (0.5, 2.0)),
+]
+# With --fill-modes: how some orders fill (SimulatorControl.set_fill_mode), by weight.
+FILL_MODES = [
+    ({"status": "canceledMarketProtection", "fraction": "0.5", "fills": 2}, 2),
+    ({"status": "expired"}, 2),
+    ({"answer": "new"}, 2),
+    ({"answer": "new", "settle_after_lookups": 4}, 1),
+    ({"answer": "partiallyFilled", "fills": 3}, 1),
+    ({"answer": "unsettled", "fee_currency": "base"}, 1),
 ]
 
 
@@ -495,10 +506,18 @@ class Driver:
 
 
 def inject_faults(
-    control, *, every: float, deadline: float, stop: threading.Event, seed: int, injected: Counter
+    control,
+    *,
+    every: float,
+    deadline: float,
+    stop: threading.Event,
+    seed: int,
+    injected: Counter,
+    fill_modes: bool = False,
 ) -> None:
     """Keeps one random fault waiting for the next order placement (and now and then one for
-    the next order lookup) until the deadline: about one fault every `every` seconds."""
+    the next order lookup) until the deadline: about one fault every `every` seconds. With
+    `fill_modes`, also one of FILL_MODES waiting for the next order."""
     rng = random.Random(seed)
 
     def pick(faults):
@@ -520,6 +539,11 @@ def inject_faults(
                 kind, seconds = pick(LOOKUP_FAULTS)
                 control.inject(kind, seconds=seconds, method="GET")
                 injected[f"GET /order {kind}"] += 1
+            if fill_modes and not control.state()["fill_modes"]:
+                modes = [mode for mode, _ in FILL_MODES]
+                (mode,) = rng.choices(modes, weights=[weight for _, weight in FILL_MODES])
+                control.set_fill_mode(**mode)
+                injected[f"fill mode {sorted(mode.items())}"] += 1
         except requests.RequestException as error:
             injected[f"injection failed: {type(error).__name__}"] += 1
 
@@ -870,6 +894,11 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=3.0, help="seconds between faults")
     parser.add_argument("--duplicate-share", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--fill-modes",
+        action="store_true",
+        help="also let orders fill partly, expire or answer before their fills",
+    )
     args = parser.parse_args()
     environment_prepare()
 
@@ -995,6 +1024,7 @@ def soak(args, stack: Stack, stop: threading.Event) -> Report:
             "stop": stop,
             "seed": args.seed,
             "injected": injected,
+            "fill_modes": args.fill_modes,
         },
         daemon=True,
     )

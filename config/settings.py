@@ -226,6 +226,8 @@ EXECUTION_RECONCILE_AFTER_SECONDS = env.int("EXECUTION_RECONCILE_AFTER_SECONDS",
 EXECUTION_RECONCILE_MIN_LOOKUPS = env.int("EXECUTION_RECONCILE_MIN_LOOKUPS", default=3)
 # A CLAIMED execution nobody moved on for this long is failed (nothing was sent).
 EXECUTION_CLAIM_STALE_SECONDS = env.int("EXECUTION_CLAIM_STALE_SECONDS", default=900)
+# How long the send step looks an order up until it is final; after that, the reconciler.
+EXECUTION_FILL_WAIT_SECONDS = env.float("EXECUTION_FILL_WAIT_SECONDS", default=2.0)
 # The balance recheck trusts a snapshot taken with the read-only key for this long.
 BALANCE_MAX_AGE_SECONDS = env.int("BALANCE_MAX_AGE_SECONDS", default=600)
 # Market rules (status, minimums) are cached this long between executions.

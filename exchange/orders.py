@@ -11,13 +11,15 @@ sent it.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from exchange.errors import ExchangeConfigurationError, ExchangeRejected
+from exchange.errors import ExchangeConfigurationError, ExchangeError, ExchangeRejected
+from exchange.fills import order_is_final
 from exchange.rules import MarketRules, format_decimal, order_violation, truncate
 from exchange.transport import Transport, probe_can_trade
 
@@ -36,6 +38,9 @@ ORDER_DECIMALS = (
 )
 FILL_DECIMALS = ("amount", "price", "fee")
 MAX_OPERATOR_ID = 2**63 - 1
+# Between two lookups of an order that is not final yet: GET /order weighs 1, so a wait of
+# EXECUTION_FILL_WAIT_SECONDS (2 s) costs at most ~10 points of the 1000 a minute.
+FILL_POLL_SECONDS = 0.2
 
 
 def _role() -> str:
@@ -198,6 +203,39 @@ class TradeClient:
     def can_trade(self) -> bool:
         """Harmless probe: cancelling a random order id answers 240 for a trade key."""
         return probe_can_trade(self._transport, operator_id=self.operator_id)
+
+
+def order_wait_final(
+    client: TradeClient,
+    order: dict,
+    *,
+    seconds: float | None = None,
+    interval: float = FILL_POLL_SECONDS,
+) -> dict:
+    """The order (a POST /order answer) once it is final, looked up by its order id every
+    `interval` for at most `seconds` (EXECUTION_FILL_WAIT_SECONDS); else the last answer,
+    final or not, for the reconciler to go on from.
+
+    A final answer returns at once, without a lookup. A failed lookup (rate limit, timeout)
+    ends the wait: waiting must never turn into an unknown outcome. The bound is `seconds`
+    plus at most one lookup's HTTP timeout. By order id, not client order id: Bitvavo may not
+    find a closed order by its client order id.
+    """
+    seconds = settings.EXECUTION_FILL_WAIT_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    last = order
+    while not order_is_final(last) and order.get("orderId"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(interval, left))
+        try:
+            found = client.get_order(market=order["market"], order_id=order["orderId"])
+        except ExchangeError:
+            break
+        if found is not None:
+            last = found
+    return last
 
 
 def parse_order(data: dict) -> dict:

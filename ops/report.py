@@ -1,5 +1,6 @@
 """The operator's report for a time range: orders at the exchange against executions in the
-database (orphans either way must be 0), LLM budget use and scan health.
+database (orphans either way must be 0), what each final order filled at the exchange against
+what its execution recorded (differences must be 0), LLM budget use and scan health.
 
 Reads only. The orders come from the caller (the execute role lists them with the trade
 key), so this module never touches the exchange.
@@ -9,14 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from budget.models import GptUsageLog
 from core.counters import counter_values
+from exchange.fills import order_is_final, order_reported_filled, order_status
 from scheduler.models import ScanJob
 from scheduler.services import LEASE_EXPIRED
+from trading.fills import EUR_PLACES
 from trading.models import Policy, TradeExecution
 
 Status = TradeExecution.Status
@@ -34,12 +38,20 @@ class Report:
     # SUBMITTED executions whose order the exchange does not have.
     orphan_executions: list[dict] = field(default_factory=list)
     unresolved: int = 0  # SUBMITTING: only the reconciler decides these
+    # Final orders whose filled amount, EUR or status differ from what the execution recorded.
+    fill_differences: list[dict] = field(default_factory=list)
+    orders_not_final: int = 0  # still open at the exchange: nothing to compare yet
+    fills_not_recorded: int = 0  # finished executions from before fills were recorded
     budget: dict = field(default_factory=dict)
     scans: dict = field(default_factory=dict)
 
     @property
     def orphans(self) -> int:
         return len(self.orphan_orders) + len(self.orphan_executions)
+
+    @property
+    def problems(self) -> int:
+        return self.orphans + len(self.fill_differences)
 
 
 def report_markets(*, since: datetime, until: datetime) -> list[str]:
@@ -83,7 +95,10 @@ def report_build(
     may_have_order = (Status.SUBMITTING, Status.SUBMITTED)
     for order in in_range:
         execution = by_client_id.get(str(order.get("clientOrderId")))
-        if execution is None or execution.status not in may_have_order:
+        # A FAILED execution that recorded its final order (ORDER_NOT_FILLED) did have one.
+        if execution is None or (
+            execution.status not in may_have_order and not execution.exchange_status
+        ):
             report.orphan_orders.append(
                 {
                     "order_id": order["orderId"],
@@ -112,9 +127,38 @@ def report_build(
                 }
             )
 
+    _compare_fills(report, orders=in_range, executions=by_client_id)
     report.budget = _budget(since=since, until=until)
     report.scans = _scans(since=since, until=until)
     return report
+
+
+def _compare_fills(report: Report, *, orders: list[dict], executions: dict) -> None:
+    """Each final order's filled amount (base), EUR and status at the exchange against what
+    its execution recorded; EUR compared at the recorded scale (8 decimals)."""
+    for order in orders:
+        execution = executions.get(str(order.get("clientOrderId")))
+        if execution is None or execution.status not in (Status.SUBMITTED, Status.FAILED):
+            continue
+        if not order_is_final(order):
+            report.orders_not_final += 1
+            continue
+        if not execution.exchange_status:
+            report.fills_not_recorded += 1
+            continue
+        amount, amount_eur = order_reported_filled(order)
+        exchange = (order_status(order), amount, amount_eur.quantize(EUR_PLACES, ROUND_HALF_EVEN))
+        recorded = (execution.exchange_status, execution.filled_amount, execution.filled_eur)
+        if exchange != recorded:
+            report.fill_differences.append(
+                {
+                    "execution_id": execution.pk,
+                    "order_id": order["orderId"],
+                    "market": order["market"],
+                    "exchange": exchange,
+                    "recorded": recorded,
+                }
+            )
 
 
 def _budget(*, since: datetime, until: datetime) -> dict:

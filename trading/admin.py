@@ -109,6 +109,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
         "amount_eur",
         "confidence",
         "status",
+        "partially_executed",
         "source",
         "age",
         "time_to_expiry",
@@ -331,11 +332,14 @@ class TradeExecutionAdmin(ReadOnlyAdmin):
         "side",
         "amount_eur",
         "status",
+        "partially_filled",
+        "filled_eur",
+        "exchange_status",
         "exchange_order_id",
         "error_code",
         "claimed_at",
     )
-    list_filter = ("status", "error_code", "market")
+    list_filter = ("status", "partially_filled", "exchange_status", "error_code", "market")
     list_select_related = ("user",)
     search_fields = ("client_order_id", "exchange_order_id", "user__username")
     date_hierarchy = "claimed_at"
@@ -348,7 +352,19 @@ class TradeExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(TradeHistory)
 class TradeHistoryAdmin(ReadOnlyAdmin):
-    list_display = ("executed_at", "user", "market", "side", "amount", "amount_eur", "price", "fee")
+    list_display = (
+        "executed_at",
+        "user",
+        "market",
+        "side",
+        "amount",
+        "amount_eur",
+        "price",
+        "fee",
+        "fee_currency",
+        "fee_eur",
+        "fill_id",
+    )
     list_filter = ("market", "side")
     list_select_related = ("user",)
     date_hierarchy = "executed_at"

@@ -39,6 +39,13 @@ class ExecutionOutputSerializer(serializers.Serializer):
     claimed_at = serializers.DateTimeField()
     submitting_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    # The final order at the exchange (empty/null until it is final).
+    exchange_status = serializers.CharField()
+    filled_amount = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
+    filled_eur = serializers.DecimalField(max_digits=24, decimal_places=8, allow_null=True)
+    fee_eur = serializers.DecimalField(max_digits=24, decimal_places=8, allow_null=True)
+    average_price = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
+    partially_filled = serializers.BooleanField()
 
 
 class ProposalOutputSerializer(serializers.Serializer):
@@ -57,6 +64,7 @@ class ProposalOutputSerializer(serializers.Serializer):
     override_reason = serializers.CharField()
     decided_at = serializers.DateTimeField(allow_null=True)
     decision_reason = serializers.CharField()
+    partially_executed = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 
 

@@ -215,6 +215,8 @@ class TradeProposal(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
+    # EXECUTED, but its one order filled only part of the amount (nothing is sent for the rest).
+    partially_executed = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -268,6 +270,12 @@ class TradeProposal(models.Model):
                 | Q(decided_at__isnull=False),
                 name="trade_proposals_decision_recorded",
                 violation_error_code="DECISION_NOT_RECORDED",
+            ),
+            models.CheckConstraint(
+                condition=Q(partially_executed=False) | Q(status="EXECUTED"),
+                name="trade_proposals_partial_is_executed",
+                violation_error_code="PARTIAL_NOT_EXECUTED",
+                violation_error_message="Only an executed proposal can be partly executed.",
             ),
         ]
         indexes = [
@@ -335,6 +343,11 @@ class TradeExecution(models.Model):
 
     CLAIMED -> SUBMITTING -> SUBMITTED | FAILED. The unique constraint on (user, proposal)
     is the last guard of "at most one order per proposal".
+
+    Once its order is final at the exchange, the execution records the exchange's status and
+    what was filled. SUBMITTED means something was filled; `partially_filled` says the order
+    ended (e.g. canceledMarketProtection) with less than asked. A final order with nothing
+    filled is FAILED with ORDER_NOT_FILLED.
     """
 
     class Status(models.TextChoices):
@@ -367,6 +380,14 @@ class TradeExecution(models.Model):
     # Lookups by the reconciler that found no order; FAILED only after several.
     reconcile_attempts = models.PositiveSmallIntegerField(default=0)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
+    # The final order as the exchange reported it; empty/NULL until the order is final.
+    exchange_status = models.CharField(max_length=32, blank=True, default="", db_default="")
+    filled_amount = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    filled_eur = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
+    # NULL once final only when a fill's fee is in a currency that is not converted to EUR.
+    fee_eur = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
+    average_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    partially_filled = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -404,6 +425,33 @@ class TradeExecution(models.Model):
                 name="trade_executions_failed_has_code",
                 violation_error_code="FAILED_WITHOUT_CODE",
             ),
+            # What was filled is recorded whole, with the exchange's final status, or not at all.
+            models.CheckConstraint(
+                condition=Q(exchange_status="", filled_amount__isnull=True, filled_eur__isnull=True)
+                | (
+                    ~Q(exchange_status="")
+                    & Q(filled_amount__isnull=False, filled_eur__isnull=False)
+                    & Q(filled_amount__gte=0, filled_eur__gte=0)
+                    & (Q(fee_eur__isnull=True) | Q(fee_eur__gte=0))
+                ),
+                name="trade_executions_fills_recorded_whole",
+                violation_error_code="FILLS_NOT_RECORDED_WHOLE",
+            ),
+            # A success filled something: a final order with nothing filled is FAILED.
+            models.CheckConstraint(
+                condition=~Q(status="SUBMITTED") | Q(exchange_status="") | Q(filled_amount__gt=0),
+                name="trade_executions_submitted_filled",
+                violation_error_code="SUBMITTED_NOTHING_FILLED",
+                violation_error_message="A submitted execution with a final order filled some.",
+            ),
+            models.CheckConstraint(
+                condition=Q(partially_filled=False)
+                | Q(status="SUBMITTED", filled_eur__gt=0, filled_eur__lt=F("amount_eur")),
+                name="trade_executions_partial_below_asked",
+                violation_error_code="PARTIAL_NOT_BELOW_ASKED",
+                violation_error_message="A partial execution filled more than 0 and less than "
+                "the amount asked.",
+            ),
         ]
         indexes = [
             # The reconciler: SUBMITTING rows older than T.
@@ -423,14 +471,16 @@ class TradeExecution(models.Model):
 
 
 class TradeHistory(models.Model):
-    """A filled order, as the exchange reported it."""
+    """One fill of an execution's order, as the exchange reported it: `amount` in the base
+    asset, `amount_eur` = price × amount, `fee` in `fee_currency`, `fee_eur` in EUR (NULL
+    when the currency is not converted). Rows written before fills were kept one by one
+    hold the whole order and an empty fill id."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trade_history"
     )
-    execution = models.OneToOneField(
-        TradeExecution, on_delete=models.PROTECT, related_name="history"
-    )
+    execution = models.ForeignKey(TradeExecution, on_delete=models.PROTECT, related_name="history")
+    fill_id = models.CharField(max_length=64, blank=True, default="", db_default="")
     market = models.CharField(max_length=20)
     asset = models.CharField(max_length=10)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -438,6 +488,8 @@ class TradeHistory(models.Model):
     amount_eur = models.DecimalField(max_digits=24, decimal_places=8)
     price = models.DecimalField(max_digits=30, decimal_places=12)
     fee = models.DecimalField(max_digits=30, decimal_places=12, default=Decimal("0"))
+    fee_currency = models.CharField(max_length=16, blank=True, default="", db_default="")
+    fee_eur = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
     executed_at = models.DateTimeField()
 
     objects = UserOwnedQuerySet.as_manager()
@@ -453,6 +505,17 @@ class TradeHistory(models.Model):
                 condition=Q(amount__gte=0, amount_eur__gte=0, price__gte=0, fee__gte=0),
                 name="trade_history_amounts_not_negative",
                 violation_error_code="HISTORY_NEGATIVE_AMOUNT",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee_eur__isnull=True) | Q(fee_eur__gte=0),
+                name="trade_history_fee_eur_not_negative",
+                violation_error_code="HISTORY_NEGATIVE_AMOUNT",
+            ),
+            models.UniqueConstraint(
+                fields=["execution", "fill_id"],
+                name="trade_history_one_row_per_fill",
+                violation_error_code="FILL_RECORDED",
+                violation_error_message="This fill is already in the execution's history.",
             ),
         ]
 

@@ -36,12 +36,18 @@ def proposal_pending(facts: dict) -> Notice | None:
     )
 
 
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
 @notice_builder(Event.EXECUTION_ENDED)
 def execution_ended(facts: dict) -> Notice | None:
     execution = TradeExecution.objects.filter(pk=facts["execution_id"]).first()
     if execution is None or execution.finished_at is None:
         return None
     outcome = execution.status
+    if execution.partially_filled:
+        outcome += f" (partly filled: {execution.filled_eur} EUR)"
     if execution.error_code:
         outcome += f" ({execution.error_code})"
     return Notice(
@@ -64,6 +70,12 @@ def execution_ended(facts: dict) -> Notice | None:
                 "exchange_order_id": execution.exchange_order_id,
                 "reconcile_attempts": execution.reconcile_attempts,
                 "finished_at": execution.finished_at.isoformat(),
+                "exchange_status": execution.exchange_status,
+                "partially_filled": execution.partially_filled,
+                "filled_amount": _text(execution.filled_amount),
+                "filled_eur": _text(execution.filled_eur),
+                "fee_eur": _text(execution.fee_eur),
+                "average_price": _text(execution.average_price),
             },
             "url": console_url("admin:trading_tradeproposal_change", execution.proposal_id),
         },

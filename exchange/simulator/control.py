@@ -19,8 +19,8 @@ class SimulatorControl:
         return response.json()
 
     def reset(self) -> None:
-        """Back to the starting balances, all markets trading, no orders, faults or bans, the
-        default rate limit, no clock skew, lenient signing."""
+        """Back to the starting balances, all markets trading, no orders, faults, fill modes or
+        bans, the default rate limit, no clock skew, lenient signing."""
         self._call("POST", "reset")
 
     def inject(
@@ -41,6 +41,48 @@ class SimulatorControl:
 
     def reset_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    def set_fill_mode(
+        self,
+        status: str = "filled",
+        *,
+        fraction: Decimal | str = "0.5",
+        fills: int = 1,
+        answer: str = "final",
+        settle_after_lookups: int | None = None,
+        settle_after_seconds: float = 0.0,
+        fee_currency: str = "quote",
+        times: int = 1,
+    ) -> None:
+        """How the next `times` orders fill (see simulator.state.FillMode):
+
+        - status: the final status: "filled"; "expired" (no liquidity, nothing filled); or
+          "canceledMarketProtection" (or another canceled*) with `fraction` of it filled;
+        - fills: in how many fills, each one tick worse than the last;
+        - answer: what POST /order says: "final", or before the fills, "new" (none yet),
+          "partiallyFilled" (some, unsettled, without fee fields) or "unsettled" (the final
+          status, every fill unsettled); GET /order and GET /orders show the final order
+          from the `settle_after_lookups`-th lookup on (1 when nothing is said), or once
+          `settle_after_seconds` have passed;
+        - fee_currency: "quote" (EUR), "base" (the asset bought or sold) or any symbol.
+        """
+        self._call(
+            "POST",
+            "fill-mode",
+            {
+                "status": status,
+                "fraction": str(fraction),
+                "fills": fills,
+                "answer": answer,
+                "settle_after_lookups": settle_after_lookups,
+                "settle_after_seconds": settle_after_seconds,
+                "fee_currency": fee_currency,
+                "times": times,
+            },
+        )
+
+    def reset_fill_modes(self) -> None:
+        self._call("DELETE", "fill-mode")
 
     def orders(self) -> list[dict]:
         """Every order the simulator accepted, oldest first: what reached the exchange."""
@@ -71,5 +113,6 @@ class SimulatorControl:
         self._call("POST", "clock-skew", {"ms": ms})
 
     def state(self) -> dict:
-        """Pending faults, the number of orders, 429 answers given, and the balances."""
+        """Pending faults and fill modes, the number of orders (and of orders not yet showing
+        their final state), 429 answers given, and the balances."""
         return self._call("GET", "state")

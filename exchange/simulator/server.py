@@ -3,8 +3,9 @@
 It checks what Bitvavo checks, in a sensible order (headers 300-309, rate limits 105,
 permissions 310/311, then parameters, market status, sizes and balance) and answers in
 Bitvavo's shapes, with the rate-limit headers on every answer. `/_sim/...` is its own
-unauthenticated control API (reset, faults, balances, market status and rules, rate limit,
-clock skew, strict signing, the orders it accepted); see control.py. Only the simulator has it.
+unauthenticated control API (reset, faults, fill modes, balances, market status and rules,
+rate limit, clock skew, strict signing, the orders it accepted); see control.py. Only the
+simulator has it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from exchange.simulator.state import (
     MARKETS,
     ApiKey,
     Fault,
+    FillMode,
     SimulatorError,
     SimulatorState,
     now_ms,
@@ -353,7 +355,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                 return state.orders_between(market, start, end, limit)
             return state.fills_between(market, start, end, limit)
         if name == "/ordersOpen":
-            return []  # market orders never rest
+            # A market order rests only until its fills come (see the fill modes).
+            return state.open_orders(market)
         raise SimulatorError(404, 110, "Invalid endpoint.")
 
     def ticker(self, name: str, market: str) -> dict:
@@ -418,9 +421,21 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             with state.lock:
                 state.faults.clear()
             return 200, {"ok": True}
+        if path == "/_sim/fill-mode" and method == "POST":
+            try:
+                mode = FillMode(**body)
+            except TypeError as error:
+                raise SimulatorError(400, 205, f"Unknown fill mode field: {error}.") from None
+            with state.lock:
+                state.fill_modes.append(mode)
+            return 200, {"ok": True}
+        if path == "/_sim/fill-mode" and method == "DELETE":
+            with state.lock:
+                state.fill_modes.clear()
+            return 200, {"ok": True}
         if path == "/_sim/orders" and method == "GET":
             with state.lock:
-                return 200, list(state.orders)
+                return 200, [state.seen(order, lookup=False) for order in state.orders]
         if path == "/_sim/balance" and method == "POST":
             with state.lock:
                 state.balances[body["asset"]] = [Decimal(str(body["amount"])), Decimal("0")]
@@ -449,6 +464,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             with state.lock:
                 return 200, {
                     "faults": [asdict(f) for f in state.faults],
+                    "fill_modes": [asdict(m) for m in state.fill_modes if m.times > 0],
+                    "pending_orders": len(state.pending),
                     "orders": len(state.orders),
                     "answered_429": state.answered_429,
                     "balances": {

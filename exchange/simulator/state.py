@@ -7,6 +7,7 @@ same seed gives the same prices and candles.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 import threading
@@ -41,6 +42,82 @@ FAULTS = {
     "html_502_no_commit",
     "ban_429",
 }
+
+
+FINAL_STATUSES = ("filled", "canceledMarketProtection", "expired", "canceled", "rejected")
+# What POST /order answers: the final order, or an earlier view of it (then the final order
+# is shown from the Nth lookup on, or once settle_after_seconds have passed):
+# "new" (nothing filled yet), "partiallyFilled" (some fills, unsettled, no fee fields),
+# "unsettled" (the final status, every fill unsettled, no fee fields).
+ANSWERS = ("final", "new", "partiallyFilled", "unsettled")
+FEE_CURRENCIES = ("quote", "base")  # or any other symbol: charged nowhere, only reported
+
+
+@dataclass
+class FillMode:
+    """How the next `times` orders fill. `status` is the final status: "filled" (in full),
+    "expired" (nothing filled), or a canceled* status with `fraction` of the order filled
+    (market protection stopped the rest). The order is matched in `fills` fills, each one
+    tick worse than the last."""
+
+    status: str = "filled"
+    fraction: str = "0.5"
+    fills: int = 1
+    answer: str = "final"
+    settle_after_lookups: int | None = None
+    settle_after_seconds: float = 0.0
+    fee_currency: str = "quote"
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        if self.status not in FINAL_STATUSES and not self.status.startswith("canceled"):
+            raise SimulatorError(400, 205, f"Unknown final status; one of {FINAL_STATUSES}.")
+        if self.answer not in ANSWERS:
+            raise SimulatorError(400, 205, f"Unknown answer; one of {ANSWERS}.")
+        if not 0 < Decimal(str(self.fraction)) < 1 or self.fills < 1 or self.times < 1:
+            raise SimulatorError(400, 205, "fraction must be in (0, 1), fills and times >= 1.")
+        if self.settle_after_lookups is None and not self.settle_after_seconds:
+            self.settle_after_lookups = 1
+
+
+@dataclass
+class PendingOrder:
+    final: dict
+    lookups_left: int | None
+    final_at_ms: int | None
+
+
+def _left(asked: Decimal, done: Decimal) -> str:
+    return format_decimal(max(Decimal("0"), asked - done)) or "0"
+
+
+def _early_view(order: dict, answer: str) -> dict:
+    """What the exchange says before the order's fills are settled."""
+    view = copy.deepcopy(order)
+    unsettled = [
+        {key: value for key, value in fill.items() if key not in ("fee", "feeCurrency")}
+        | {"settled": False}
+        for fill in order["fills"]
+    ]
+    if answer == "new":
+        unsettled = []
+    elif answer == "partiallyFilled":
+        unsettled = unsettled[: (len(unsettled) + 1) // 2]
+    if answer != "unsettled":
+        view["status"] = "new" if not unsettled else "partiallyFilled"
+    filled = sum((Decimal(f["amount"]) for f in unsettled), Decimal("0"))
+    filled_quote = sum((Decimal(f["amount"]) * Decimal(f["price"]) for f in unsettled), Decimal(0))
+    view.update(
+        fills=unsettled,
+        filledAmount=format_decimal(filled) or "0",
+        filledAmountQuote=format_decimal(filled_quote) or "0",
+        feePaid="0",
+    )
+    if "amountRemaining" in view:
+        view["amountRemaining"] = _left(Decimal(view["amount"]), filled)
+    else:
+        view["amountQuoteRemaining"] = _left(Decimal(view["amountQuote"]), filled_quote)
+    return view
 
 
 class SimulatorError(Exception):
@@ -105,6 +182,8 @@ class SimulatorState:
             }
             self.orders: list[dict] = []
             self.fills: list[dict] = []
+            self.fill_modes: list[FillMode] = []
+            self.pending: dict[str, PendingOrder] = {}
             self.faults: list[Fault] = []
             self.rate: dict[str, RateWindow] = {}
             self.rate_limit = RATE_LIMIT_PER_MINUTE
@@ -237,6 +316,14 @@ class SimulatorState:
                     return fault
         return None
 
+    def take_fill_mode(self) -> FillMode:
+        with self.lock:
+            for mode in self.fill_modes:
+                if mode.times > 0:
+                    mode.times -= 1
+                    return mode
+        return FillMode()
+
     # --- balances ---
 
     def balance_list(self, symbol: str | None) -> list[dict]:
@@ -318,72 +405,88 @@ class SimulatorState:
             return self._fill(market, side, value, has_amount, client_order_id, operator_id)
 
     def _fill(self, market, side, value, by_amount, client_order_id, operator_id) -> dict:
+        """Fills the order as the next fill mode says (by default: at once, in full)."""
         base, quote = market.split("-")
+        mode = self.take_fill_mode()
         price = self.price(market)
-        decimals = MARKETS[market][2]
+        tick, decimals = MARKETS[market][1], MARKETS[market][2]
+        step = Decimal(1).scaleb(-decimals)
+        # Checked for the whole order first, as an exchange holds the funds before matching.
         if by_amount:
-            amount = value
-            gross_quote = amount * price
+            needed = value * price * (1 + TAKER_FEE) if side == "buy" else value
         else:
-            gross_quote = value
-            amount = (value / price).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_DOWN)
-        fee = (gross_quote * TAKER_FEE).quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+            needed = value if side == "buy" else (value / price).quantize(step, ROUND_DOWN)
+        have = self.balances.get(quote if side == "buy" else base, [Decimal("0")])[0]
+        if have < needed:
+            raise SimulatorError(400, 216, "Insufficient balance.")
+
+        share = Decimal("0") if mode.status == "expired" else Decimal("1")
+        if mode.status not in ("filled", "expired"):
+            share = Decimal(str(mode.fraction))
+        fee_currency = {"quote": quote, "base": base}.get(mode.fee_currency, mode.fee_currency)
+        created = now_ms()
+        fills, spent_quote = [], Decimal("0")
         quote_balance = self.balances.setdefault(quote, [Decimal("0"), Decimal("0")])
         base_balance = self.balances.setdefault(base, [Decimal("0"), Decimal("0")])
-        if side == "buy":
-            if quote_balance[0] < gross_quote + (fee if by_amount else 0):
-                raise SimulatorError(400, 216, "Insufficient balance.")
-            # Buying for a quote amount: the fee comes out of it.
-            spent = gross_quote + fee if by_amount else gross_quote
-            if not by_amount:
-                amount = ((gross_quote - fee) / price).quantize(
-                    Decimal(1).scaleb(-decimals), rounding=ROUND_DOWN
-                )
-            quote_balance[0] -= spent
-            base_balance[0] += amount
-        else:
-            if base_balance[0] < amount:
-                raise SimulatorError(400, 216, "Insufficient balance.")
-            base_balance[0] -= amount
-            quote_balance[0] += amount * price - fee
-        filled_quote = amount * price
-        created = now_ms()
+        pieces = mode.fills if share > 0 else 0
+        for index in range(pieces):
+            # Each further fill walks one tick deeper into the book.
+            fill_price = price + tick * index if side == "buy" else max(tick, price - tick * index)
+            part = (value * share / pieces).quantize(
+                step if by_amount else Decimal("0.01"), ROUND_DOWN
+            )
+            if by_amount:
+                amount, gross_quote = part, part * fill_price
+            else:
+                gross_quote = part
+                amount = (part / fill_price).quantize(step, rounding=ROUND_DOWN)
+            fee = (gross_quote * TAKER_FEE).quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+            if side == "buy" and not by_amount and fee_currency == quote:
+                # Buying for a quote amount: the fee comes out of it.
+                amount = ((gross_quote - fee) / fill_price).quantize(step, rounding=ROUND_DOWN)
+            if fee_currency == base:
+                fee = (amount * TAKER_FEE).quantize(step, rounding=ROUND_DOWN)
+            if amount <= 0:
+                continue
+            if side == "buy":
+                fee_on_top = fee if by_amount and fee_currency == quote else 0
+                quote_balance[0] -= gross_quote + fee_on_top
+                base_balance[0] += amount - (fee if fee_currency == base else 0)
+            else:
+                base_balance[0] -= amount + (fee if fee_currency == base else 0)
+                quote_balance[0] += amount * fill_price - (fee if fee_currency == quote else 0)
+            spent_quote += gross_quote
+            fills.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "timestamp": created,
+                    "amount": format_decimal(amount),
+                    "price": format_decimal(fill_price),
+                    "taker": True,
+                    "fee": format_decimal(fee) or "0",
+                    "feeCurrency": fee_currency,
+                    "settled": True,
+                }
+            )
+        filled = sum((Decimal(f["amount"]) for f in fills), Decimal("0"))
+        filled_quote = sum((Decimal(f["amount"]) * Decimal(f["price"]) for f in fills), Decimal(0))
+        fee_paid = sum((Decimal(f["fee"]) for f in fills), Decimal("0"))
         order_id = str(uuid.uuid4())
-        fill = {
-            "id": str(uuid.uuid4()),
-            "orderId": order_id,
-            "clientOrderId": client_order_id,
-            "timestamp": created,
-            "market": market,
-            "side": side,
-            "amount": format_decimal(amount),
-            "price": format_decimal(price),
-            "taker": True,
-            "fee": format_decimal(fee),
-            "feeCurrency": quote,
-            "settled": True,
-        }
         order = {
             "orderId": order_id,
             "market": market,
             "created": created,
             "updated": created,
-            "status": "filled",
+            "status": mode.status,
             "side": side,
             "orderType": "market",
             "onHold": "0",
             "onHoldCurrency": quote,
-            "filledAmount": format_decimal(amount),
-            "filledAmountQuote": format_decimal(filled_quote),
-            "feePaid": format_decimal(fee),
-            "feeCurrency": quote,
-            "fills": [
-                {
-                    k: v
-                    for k, v in fill.items()
-                    if k not in ("orderId", "clientOrderId", "market", "side")
-                }
-            ],
+            "filledAmount": format_decimal(filled) or "0",
+            "filledAmountQuote": format_decimal(filled_quote) or "0",
+            "feePaid": format_decimal(fee_paid) or "0",
+            "feeCurrency": fee_currency,
+            "fills": fills,
             "selfTradePrevention": "decrementAndCancel",
             "visible": False,
             "timeInForce": "GTC",
@@ -393,14 +496,56 @@ class SimulatorState:
         if client_order_id is not None:
             order["clientOrderId"] = client_order_id
         if by_amount:
-            order.update(amount=format_decimal(value), amountRemaining="0")
+            order.update(amount=format_decimal(value), amountRemaining=_left(value, filled))
         else:
-            order.update(amountQuote=format_decimal(value), amountQuoteRemaining="0")
-        self.orders.append(order)
-        self.fills.append(fill)
-        return order
+            order.update(
+                amountQuote=format_decimal(value), amountQuoteRemaining=_left(value, spent_quote)
+            )
+        if mode.answer == "final":
+            self._publish(order)
+            self.orders.append(order)
+        else:
+            # What the exchange answers now; the final order above comes later.
+            shown = _early_view(order, mode.answer)
+            self.pending[order_id] = PendingOrder(
+                final=order,
+                lookups_left=mode.settle_after_lookups,
+                final_at_ms=created + int(mode.settle_after_seconds * 1000)
+                if mode.settle_after_seconds
+                else None,
+            )
+            self.orders.append(shown)
+        return copy.deepcopy(self.orders[-1])
+
+    def _publish(self, order: dict) -> None:
+        """The order's fills become visible in GET /trades."""
+        extra = {
+            "orderId": order["orderId"],
+            "clientOrderId": order.get("clientOrderId"),
+            "market": order["market"],
+            "side": order["side"],
+        }
+        self.fills.extend({**fill, **extra} for fill in order["fills"])
+
+    def seen(self, order: dict, *, lookup: bool) -> dict:
+        """The order as a lookup sees it now: a pending order turns final at its Nth lookup
+        or once its time has come. Returns a copy, so callers cannot change the book."""
+        with self.lock:
+            pending = self.pending.get(order["orderId"])
+            if pending is not None:
+                if lookup and pending.lookups_left is not None:
+                    pending.lookups_left -= 1
+                due = pending.final_at_ms is not None and now_ms() >= pending.final_at_ms
+                counted_out = pending.lookups_left is not None and pending.lookups_left <= 0
+                if counted_out or due:
+                    del self.pending[order["orderId"]]
+                    order.clear()
+                    order.update(pending.final, updated=max(now_ms(), pending.final["created"]))
+                    self._publish(order)
+            return copy.deepcopy(order)
 
     def find_order(self, market: str, order_id: str | None, client_order_id: str | None):
+        """The order as this lookup sees it (a copy), or None."""
         with self.lock:
             for order in reversed(self.orders):
                 if order["market"] != market:
@@ -408,13 +553,14 @@ class SimulatorState:
                 if client_order_id is not None:
                     if order.get("clientOrderId") != client_order_id:
                         continue
-                    open_order = order["status"] in ("new", "partiallyFilled")
+                    view = self.seen(order, lookup=True)
+                    open_order = view["status"] in ("new", "partiallyFilled")
                     # Bitvavo may not find closed orders by clientOrderId: model the worst case.
                     if open_order or self.lookup_closed_by_client_order_id:
-                        return order
+                        return view
                     continue
                 if order["orderId"] == order_id:
-                    return order
+                    return self.seen(order, lookup=True)
         return None
 
     def orders_between(self, market: str, start: int | None, end: int | None, limit: int):
@@ -426,7 +572,13 @@ class SimulatorState:
                 and (start is None or o["created"] >= start)
                 and (end is None or o["created"] <= end)
             ]
-        return list(reversed(rows))[:limit]
+            return [self.seen(o, lookup=True) for o in list(reversed(rows))[:limit]]
+
+    def open_orders(self, market: str | None) -> list[dict]:
+        with self.lock:
+            mine = [o for o in self.orders if market in (None, o["market"])]
+            views = [self.seen(o, lookup=False) for o in mine]
+        return [view for view in reversed(views) if view["status"] in ("new", "partiallyFilled")]
 
     def fills_between(self, market: str, start: int | None, end: int | None, limit: int):
         with self.lock:

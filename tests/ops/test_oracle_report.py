@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from budget.errors import BudgetExhausted
 from budget.services import budget_admit
-from exchange.orders import TradeClient
+from exchange.orders import TradeClient, order_wait_final
 from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory
 from trading.execution import exchange_orders_between, execution_run
+from trading.models import TradeExecution
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +146,80 @@ def test_the_exchange_listing_pages_back_through_every_order(exchange):
         page=2,
     )
     assert sorted(order["orderId"] for order in listed) == sorted(placed)
+
+
+@pytest.fixture
+def finished(exchange):
+    """A partial, an empty and a late-filled order, for a buy and a sell each, finished as
+    the trade path records final orders."""
+    from tests.trading.finishing import finish, send, submitting
+
+    client = TradeClient()
+    executions = []
+    for side in ("buy", "sell"):
+        for mode in (
+            {"status": "canceledMarketProtection", "fills": 2},
+            {"status": "expired"},
+            {"answer": "new"},
+        ):
+            exchange.control.set_fill_mode(**mode)
+            execution = submitting(side)
+            order = order_wait_final(client, send(client, execution), seconds=5)
+            assert finish(execution, order)
+            executions.append(execution)
+    return executions
+
+
+def test_the_report_agrees_with_the_exchanges_filled_amounts(finished):
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+
+    assert error is None, output
+    assert line(output, "orders at the exchange") == "6"
+    assert line(output, "executions in the database") == "FAILED=2, SUBMITTED=4"
+    assert line(output, "orders without an execution") == "0", "an expired order is no orphan"
+    assert line(output, "filled differently") == "0"
+    assert line(output, "orders not final yet") == "0"
+    assert line(output, "finished without fills kept") == "0"
+
+
+def test_a_recorded_fill_that_differs_from_the_exchange_is_listed(finished):
+    partial = TradeExecution.objects.get(pk=finished[0].pk)
+    recorded_eur = partial.filled_eur
+    TradeExecution.objects.filter(pk=partial.pk).update(filled_eur=recorded_eur + 1)
+
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+
+    assert error is not None and str(error).startswith("FILLS_DIFFER: 1 execution(s)")
+    assert line(output, "filled differently") == "1"
+    (listed,) = [row for row in output.splitlines() if f"execution #{partial.pk} order" in row]
+    exchange_part, recorded_part = listed.split(", recorded ")
+    assert "exchange canceledMarketProtection" in exchange_part
+    assert exchange_part.endswith(f"for {recorded_eur} EUR")
+    assert recorded_part == (
+        f"canceledMarketProtection {partial.filled_amount} for {recorded_eur + 1} EUR"
+    )
+    assert line(output, "orders without an execution") == "0"
+
+
+def test_an_order_still_open_at_the_exchange_is_not_compared_yet(exchange):
+    from tests.trading.finishing import send, submitting
+
+    # Recorded as the trade path did before final orders decided: SUBMITTED at the answer.
+    exchange.control.set_fill_mode(answer="new", settle_after_lookups=1000)
+    execution = submitting()
+    order = send(TradeClient(), execution)
+    TradeExecution.objects.filter(pk=execution.pk).update(
+        status="SUBMITTED", exchange_order_id=order["orderId"]
+    )
+
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+
+    assert error is None, output
+    assert line(output, "orders not final yet") == "1"
+    assert line(output, "filled differently") == "0"
+
+
+def test_an_execution_finished_before_fills_were_kept_is_counted_apart(executed, exchange):
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+    assert error is None, output
+    assert line(output, "finished without fills kept") == "1"

@@ -26,8 +26,10 @@ def moment(text: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "For a time range: orders at the exchange against executions in the database (exits "
-        "non-zero on any orphan either way), LLM budget use and scan health. Lists orders with "
+        "For a time range: orders at the exchange against executions in the database and "
+        "what each final order filled against what its execution recorded (exits non-zero on "
+        "any orphan either way or any difference), LLM budget use and scan health. Lists "
+        "orders with "
         "the trade key, so it runs in the execute role (docker compose run --rm worker-execute "
         "python manage.py oracle_report)."
     )
@@ -54,6 +56,11 @@ class Command(BaseCommand):
                 f"ORPHANS_FOUND: {len(report.orphan_orders)} order(s) without an execution, "
                 f"{len(report.orphan_executions)} execution(s) without an order."
             )
+        if report.fill_differences:
+            raise CommandError(
+                f"FILLS_DIFFER: {len(report.fill_differences)} execution(s) recorded other "
+                "fills than the exchange reports."
+            )
 
     def _print(self, report: Report) -> None:
         out = self.stdout.write
@@ -79,6 +86,19 @@ class Command(BaseCommand):
                 f"    execution #{execution['execution_id']} (proposal "
                 f"#{execution['proposal_id']}) {execution['market']} "
                 f"order id {execution['exchange_order_id'] or '-'}"
+            )
+        out(f"  orders not final yet:          {report.orders_not_final}")
+        out(f"  finished without fills kept:   {report.fills_not_recorded}")
+        out(f"  filled differently:            {len(report.fill_differences)}")
+        for diff in report.fill_differences:
+            (status, amount, eur), (kept_status, kept_amount, kept_eur) = (
+                diff["exchange"],
+                diff["recorded"],
+            )
+            out(
+                f"    execution #{diff['execution_id']} order {diff['order_id']} "
+                f"{diff['market']}: exchange {status} {amount} for {eur} EUR, recorded "
+                f"{kept_status or '-'} {kept_amount} for {kept_eur} EUR"
             )
         out("")
         budget = report.budget
