@@ -11,7 +11,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from trading.errors import PolicyInvalid, ProposalInvalid, ProposalStateConflict
+from trading.claim import ExecutionOutcome, execution_claim
+from trading.errors import PolicyInvalid, PreflightRefused, ProposalInvalid, ProposalStateConflict
 from trading.models import (
     CONFIDENCE_LEVELS,
     EmergencyStop,
@@ -311,11 +312,26 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
     return policy
 
 
-def execution_enqueue(*, proposal: TradeProposal, actor=None) -> None:
-    """Dispatches the execute task by name after commit, so web code never imports it."""
-    from config.celery import app
+# The execute worker's task, dispatched by name: web code never imports trading.tasks.
+EXECUTE_CLAIM_TASK = "trading.tasks.execute_claim"
 
-    args = [proposal.pk, getattr(actor, "pk", None)]
-    transaction.on_commit(
-        lambda: app.send_task("trading.tasks.execute_proposal", args=args, queue="execute")
-    )
+
+def execution_request(*, proposal: TradeProposal, actor) -> ExecutionOutcome:
+    """Claims the execution here (preflight under the user's lock) and queues the sending
+    for the execute worker, the only process with the trade key. A repeat returns the same
+    execution and queues it again while it is CLAIMED (the task is idempotent, and a lost
+    dispatch is sent again). A refusal raises PreflightRefused with the failing codes."""
+    outcome = execution_claim(proposal=proposal, actor_id=getattr(actor, "pk", None))
+    if outcome.refused:
+        raise PreflightRefused(
+            "Preflight refused the order.",
+            extra={"failed_codes": outcome.refused_codes, "preflight": outcome.preflight},
+        )
+    execution = outcome.execution
+    if execution.status == TradeExecution.Status.CLAIMED:
+        from config.celery import app
+
+        transaction.on_commit(
+            lambda: app.send_task(EXECUTE_CLAIM_TASK, args=[execution.pk], queue="execute")
+        )
+    return outcome

@@ -12,8 +12,9 @@ import pytest
 from config.celery import app
 from tests.factories import PolicyFactory, TradeProposalFactory
 from tests.workers import celery_worker, wait_for
-from trading.execution import executions_reconcile
+from trading.claim import execution_claim
 from trading.models import TradeExecution
+from trading.reconcile import executions_reconcile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,10 +40,11 @@ def purged_queue():
 def test_twenty_duplicate_tasks_on_a_real_worker_give_one_order(exchange, purged_queue):
     policy = PolicyFactory(max_trades_per_hour=50, max_daily_trades=50)
     proposal = TradeProposalFactory(user=policy.user, approved=True)
+    claim = execution_claim(proposal=proposal, actor_id=None).execution  # as the web claims
 
     with celery_worker(queue="execute", env=worker_env(exchange), concurrency=4) as worker:
         for _ in range(20):
-            app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+            app.send_task("trading.tasks.execute_claim", args=[claim.pk], queue="execute")
         wait_for(lambda: worker.log().count("succeeded in") >= 20, what="20 tasks to finish")
 
     execution = TradeExecution.objects.get(proposal=proposal)
@@ -58,11 +60,12 @@ def test_a_worker_killed_while_submitting_is_reconciled_without_a_duplicate(
     settings.EXECUTION_RECONCILE_AFTER_SECONDS = 0
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user, approved=True)
+    claim = execution_claim(proposal=proposal, actor_id=None).execution  # as the web claims
     # The exchange takes 3 s to answer: long enough to kill the worker mid-request.
     exchange.control.inject("latency", seconds=3)
 
     with celery_worker(queue="execute", env=worker_env(exchange), concurrency=1) as worker:
-        app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        app.send_task("trading.tasks.execute_claim", args=[claim.pk], queue="execute")
         wait_for(
             lambda: TradeExecution.objects.filter(proposal=proposal, status="SUBMITTING").exists(),
             what="the execution to be SUBMITTING",

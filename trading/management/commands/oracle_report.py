@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from exchange.errors import ExchangeError
-from trading.execution import exchange_orders_between
+from trading.reconcile import exchange_orders_between
 from trading.report import Report, report_build, report_lookup_range, report_markets
 
 SHOWN = "%Y-%m-%d %H:%M:%S"
