@@ -309,8 +309,9 @@ class TradeProposalAdmin(admin.ModelAdmin):
                 services.execution_request(proposal=proposal, actor=request.user)
                 queued += 1
             except DomainError as error:
-                codes = error.extra.get("failed_codes") or [error.code]
-                refused.append(f"#{proposal.pk}: {', '.join(codes)}")
+                codes = error.extra.get("failed_codes")
+                why = ", ".join(codes) if codes else f"{error.code}: {error.message}"
+                refused.append(f"#{proposal.pk}: {why}")
         if queued:
             self.message_user(request, f"{queued} execution(s) queued for the execute worker.")
         if refused:

@@ -93,6 +93,13 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
     return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
 
 
+def claim_withdraw(*, execution: TradeExecution) -> bool:
+    """Takes back a claim nothing was sent for (still CLAIMED); False if it moved on."""
+    claims = TradeExecution.objects.visible().filter(pk=execution.pk)
+    deleted, _ = claims.filter(status=TradeExecution.Status.CLAIMED).delete()
+    return deleted > 0
+
+
 def preflight_refusal_record(*, proposal_id: int, user_id: int, preflight: dict) -> None:
     """The refusal in the proposal's audit trail, in the caller's transaction, and the log."""
     ProposalEvent.objects.create(

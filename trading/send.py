@@ -23,7 +23,12 @@ from django.utils import timezone
 from exchange.errors import UNKNOWN, ExchangeError
 from exchange.orders import TradeClient
 from exchange.rules_cache import market_rules
-from trading.claim import ExecutionOutcome, execution_claim, preflight_refusal_record
+from trading.claim import (
+    ExecutionOutcome,
+    claim_withdraw,
+    execution_claim,
+    preflight_refusal_record,
+)
 from trading.finish import execution_fail, execution_log, execution_succeed
 from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 
@@ -112,9 +117,7 @@ def _withdraw(execution: TradeExecution, *, code: str) -> ExecutionOutcome:
         "claimed_at": execution.claimed_at.isoformat(),
     }
     with transaction.atomic(durable=True):
-        withdrawn, _ = TradeExecution.objects.filter(
-            pk=execution.pk, status=Status.CLAIMED
-        ).delete()
+        withdrawn = claim_withdraw(execution=execution)
         if withdrawn:
             preflight_refusal_record(
                 proposal_id=execution.proposal_id, user_id=execution.user_id, preflight=preflight

@@ -11,8 +11,14 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from trading.claim import ExecutionOutcome, execution_claim
-from trading.errors import PolicyInvalid, PreflightRefused, ProposalInvalid, ProposalStateConflict
+from trading.claim import ExecutionOutcome, claim_withdraw, execution_claim
+from trading.errors import (
+    BrokerUnavailable,
+    PolicyInvalid,
+    PreflightRefused,
+    ProposalInvalid,
+    ProposalStateConflict,
+)
 from trading.models import (
     CONFIDENCE_LEVELS,
     EmergencyStop,
@@ -22,7 +28,7 @@ from trading.models import (
     TradeExecution,
     TradeProposal,
 )
-from trading.notifications import Event, notification_enqueue
+from trading.notifications import Event, notification_enqueue, task_publish
 from trading.selectors import policy_get_for_user
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
@@ -329,9 +335,19 @@ def execution_request(*, proposal: TradeProposal, actor) -> ExecutionOutcome:
         )
     execution = outcome.execution
     if execution.status == TradeExecution.Status.CLAIMED:
-        from config.celery import app
-
-        transaction.on_commit(
-            lambda: app.send_task(EXECUTE_CLAIM_TASK, args=[execution.pk], queue="execute")
-        )
+        transaction.on_commit(lambda: _execution_dispatch(execution))
     return outcome
+
+
+def _execution_dispatch(execution: TradeExecution) -> None:
+    try:
+        task_publish(EXECUTE_CLAIM_TASK, [execution.pk], queue="execute")
+    except Exception as error:
+        # Not queued: the claim is taken back, so none waits for a task that never comes (a
+        # task that did go out then finds nothing to send). A repeat after recovery claims
+        # again. No claim to take back: a worker already has it, nothing is stranded.
+        if claim_withdraw(execution=execution):
+            raise BrokerUnavailable(
+                "The execute queue is unreachable; nothing was claimed. Try again shortly.",
+                extra={"proposal_id": execution.proposal_id},
+            ) from error

@@ -6,6 +6,7 @@ kill a worker's process mid-order, then count what reached the exchange.
 
 import os
 import signal
+import socket
 
 import pytest
 
@@ -114,3 +115,52 @@ def test_a_scan_worker_whose_key_can_trade_refuses_to_start(exchange):
     output = refusal_to_start("scan", env)
     assert "Refusing to start the scan worker" in output
     assert "MAY TRADE" in output
+
+
+@pytest.fixture
+def broker_down():
+    """The broker at a closed port for every publish made through the fast-failing
+    connection, until the test says it is back."""
+    from trading import notifications
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    working = app.conf.broker_write_url
+
+    def use(url):
+        app.conf.broker_write_url = url
+        notifications._broker.cache_clear()
+
+    use(closed)
+    yield lambda: use(working)
+    use(working)
+
+
+def test_execute_with_the_broker_down_answers_503_and_strands_no_claim(
+    exchange, purged_queue, broker_down
+):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    policy = PolicyFactory()
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=policy.user).key}")
+    url = f"/api/v1/proposals/{proposal.pk}/execute/"
+
+    down = client.post(url, {}, format="json")
+
+    assert down.status_code == 503
+    assert down.json()["code"] == "BROKER_UNAVAILABLE"
+    assert not TradeExecution.objects.exists(), "no claim is left waiting for a task"
+
+    broker_down()  # the broker is back: a repeat claims, queues and gives exactly one order
+    with celery_worker(queue="execute", env=worker_env(exchange), concurrency=1):
+        again = client.post(url, {}, format="json")
+        assert again.status_code == 202
+        wait_for(
+            lambda: TradeExecution.objects.filter(proposal=proposal, status="SUBMITTED").exists(),
+            what="the order",
+        )
+    assert len(exchange.orders()) == 1
