@@ -11,6 +11,7 @@ measured again. Prints medians, p99, ratios and the SQL statement count per exec
 """
 
 import argparse
+import atexit
 import contextlib
 import os
 import socket
@@ -43,7 +44,7 @@ def free_port() -> int:
 
 
 def wait_until_up(control) -> None:
-    for _ in range(100):
+    for _ in range(600):  # a loaded machine may take a while to start it
         try:
             control.orders()
             return
@@ -87,6 +88,7 @@ def main() -> None:
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.DEVNULL,
     )
+    atexit.register(simulator.terminate)  # whatever ends the run
     api_url = f"http://127.0.0.1:{port}/v2"
     control = SimulatorControl(api_url)
     wait_until_up(control)
