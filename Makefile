@@ -8,7 +8,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
 
-.PHONY: install demo test test-repeat lint check-migrations
+.PHONY: install demo test test-sqlite test-repeat lint check-migrations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ test: install
 	scripts/browser-up
 	$(MAKE) lint check-migrations
 	$(TEST_ENV) $(BIN)/pytest
+	$(MAKE) test-sqlite
 
 # The same tests N times in a row, stopping at the first failure:
 #   make test-repeat TESTS=tests/browser N=20
@@ -46,3 +47,8 @@ test-repeat: install
 	scripts/services-up
 	scripts/browser-up
 	$(TEST_ENV) $(BIN)/pytest -x --repeat $(N) $(TESTS)
+
+# The execution path the demo runs, on a SQLite file database (its tests carry `sqlite`).
+test-sqlite: install
+	mkdir -p var/test
+	$(TEST_ENV) DATABASE_URL=sqlite:///$(CURDIR)/var/test/oracle.sqlite3 $(BIN)/pytest -m sqlite

@@ -618,8 +618,8 @@ class Report:
 def report_orders_and_executions(report: Report, orders: list[dict]) -> dict:
     """Orders against executions: duplicates and orphans both ways. Returns the executions by
     client order id, for the other checks."""
+    from trading.claim import client_order_id_for
     from trading.models import TradeExecution, TradeHistory, TradeProposal
-    from trading.preflight import client_order_id_for
 
     executions = {str(e.client_order_id): e for e in TradeExecution.objects.all()}
     statuses = Counter(e.status for e in executions.values())
@@ -689,8 +689,7 @@ def report_caps_and_budgets(report: Report, executions: dict, orders: list[dict]
     """Per user, per sliding hour and per UTC day: trades against the policy's caps (and the
     cooldown and anti-flip spacing), LLM calls against the budget."""
     from budget.models import GptUsageLog
-    from trading.models import Policy, TradeProposal
-    from trading.preflight import LIVE_EXECUTION_STATUSES
+    from trading.models import Policy, TradeExecution, TradeProposal
 
     ordered = {order.get("clientOrderId") for order in orders}
     overridden = set(
@@ -699,7 +698,7 @@ def report_caps_and_budgets(report: Report, executions: dict, orders: list[dict]
     # What the caps count: every execution that may have produced an order, and any that did.
     trades = defaultdict(list)
     for cid, e in executions.items():
-        if e.status in LIVE_EXECUTION_STATUSES or cid in ordered:
+        if e.status in TradeExecution.LIVE_STATUSES or cid in ordered:
             trades[e.user_id].append((e.claimed_at, e.market.split("-")[0], e.side, e.proposal_id))
     calls = defaultdict(list)
     for user_id, at in GptUsageLog.objects.filter(status__in=GptUsageLog.COUNTED).values_list(

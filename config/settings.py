@@ -99,11 +99,16 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs several processes on one file: wait for locks instead of failing, take
     # the write lock up front, and let readers work beside the writer (WAL).
+    # Claims are serialised by that write lock, as the policy-row lock does on PostgreSQL.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL;",
     }
+    # A test database on SQLite is a file beside it (not Django's in-memory default), so
+    # test threads and worker processes share it.
+    sqlite_name = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(sqlite_name.with_name(f"test_{sqlite_name.name}"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Shared state between processes (exchange rate-limit budget and bans): Redis in

@@ -19,6 +19,7 @@ ERROR_DESCRIPTIONS = {
     "404": "Not found, or another user's object (…_NOT_FOUND).",
     "409": "The state forbids it (PROPOSAL_STATE_CONFLICT, PROPOSAL_EXPIRED, PREFLIGHT_REFUSED).",
     "415": "Unsupported body type (UNSUPPORTED_MEDIA_TYPE).",
+    "503": "The execute queue is unreachable (BROKER_UNAVAILABLE): nothing was claimed.",
 }
 
 
@@ -31,6 +32,8 @@ def _error_statuses(path: str, method: str, operation: dict) -> list[str]:
         statuses.append("404")
     if writes:
         statuses += ["409", "415"]
+    if path.endswith("/execute/"):
+        statuses.append("503")
     return statuses
 
 

@@ -89,11 +89,16 @@ def _broker():
     return app, app.connection_for_write(connect_timeout=1, transport_options=FAST_FAIL_BROKER)
 
 
+def task_publish(task: str, args: list, *, queue: str) -> None:
+    """Queues a task by name, failing fast: raises if the broker cannot take it."""
+    app, connection = _broker()
+    with kombu.pools.producers[connection].acquire(block=True, timeout=1) as producer:
+        app.send_task(task, args=args, queue=queue, retry=False, producer=producer)
+
+
 def _publish(task: str, args: list) -> None:
     try:
-        app, connection = _broker()
-        with kombu.pools.producers[connection].acquire(block=True, timeout=1) as producer:
-            app.send_task(task, args=args, queue="notify", retry=False, producer=producer)
+        task_publish(task, args, queue="notify")
     except Exception:
         logger.exception("notification not queued: %s %s", task, args)
 

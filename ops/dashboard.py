@@ -1,7 +1,5 @@
 """The operator's dashboard in the admin: where every guard stands today, on one page."""
 
-from datetime import timedelta
-
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -13,12 +11,13 @@ from scheduler.models import ScanJob
 from scheduler.selectors import scan_jobs_status
 from trading.models import Policy, TradeExecution
 from trading.selectors import emergency_stop_get
+from trading.validators import trade_windows
 
 
 def dashboard_summary() -> dict:
     now = timezone.now()
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    hour_ago = now - timedelta(hours=1)
+    windows = trade_windows(now=now)
+    day_start, hour_ago = windows.day_start, windows.hour_start
     live = ~Q(user__trade_executions__status=TradeExecution.Status.FAILED)
     users = (
         Policy.objects.select_related("user")

@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def database_url(role: str | None = None) -> str:
     """The test database as a URL for a child process; as `role` (see db_roles) if given."""
     db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
     auth = role or db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 

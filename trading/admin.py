@@ -28,7 +28,7 @@ from trading.models import (
     TradeHistory,
     TradeProposal,
 )
-from trading.preflight import execution_claim, preflight_preview
+from trading.preflight import preflight_preview
 
 
 @admin.register(Policy)
@@ -301,19 +301,17 @@ class TradeProposalAdmin(admin.ModelAdmin):
             )
         queued, refused = 0, []
         for proposal in queryset:
-            outcome = execution_claim(proposal_id=proposal.pk, actor_id=request.user.pk)
-            if outcome.refused:
-                refused.append(f"#{proposal.pk}: {', '.join(outcome.refused_codes)}")
-                continue
-            if outcome.execution.status == TradeExecution.Status.CLAIMED:
-                services.execution_enqueue(proposal=proposal, actor=request.user)
-            queued += 1
+            try:
+                services.execution_request(proposal=proposal, actor=request.user)
+                queued += 1
+            except DomainError as error:
+                codes = error.extra.get("failed_codes")
+                why = ", ".join(codes) if codes else f"{error.code}: {error.message}"
+                refused.append(f"#{proposal.pk}: {why}")
         if queued:
             self.message_user(request, f"{queued} execution(s) queued for the execute worker.")
         if refused:
-            self.message_user(
-                request, "Refused by preflight: " + "; ".join(refused), messages.ERROR
-            )
+            self.message_user(request, "Not executed: " + "; ".join(refused), messages.ERROR)
         return None
 
 

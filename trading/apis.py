@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 
 from budget.selectors import budget_usage_summary
 from trading import selectors, services
-from trading.errors import PermissionMissing, PreflightRefused
-from trading.models import Policy, Side, TradeExecution, TradeProposal
-from trading.preflight import execution_claim, preflight_preview
+from trading.errors import PermissionMissing
+from trading.models import Policy, Side, TradeProposal
+from trading.preflight import preflight_preview
 from trading.validators import CONFIDENCE_LEVELS
 
 
@@ -238,15 +238,7 @@ class ProposalExecuteApi(APIView):
                 anti_flip=data["override_anti_flip"],
                 reason=data.get("override_reason", ""),
             )
-        outcome = execution_claim(proposal_id=proposal.pk, actor_id=request.user.pk)
-        if outcome.refused:
-            raise PreflightRefused(
-                "Preflight refused the order.",
-                extra={"failed_codes": outcome.refused_codes, "preflight": outcome.preflight},
-            )
-        if outcome.execution.status == TradeExecution.Status.CLAIMED:
-            # Also on a repeat: the task is idempotent, and a lost dispatch is sent again.
-            services.execution_enqueue(proposal=proposal, actor=request.user)
+        outcome = services.execution_request(proposal=proposal, actor=request.user)
         body = ExecutionOutputSerializer(outcome.execution).data
         return Response(body, status=status.HTTP_202_ACCEPTED if outcome.created else 200)
 

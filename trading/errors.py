@@ -34,5 +34,10 @@ class PreflightRefused(TradingError):
     http_status = 409
 
 
+class BrokerUnavailable(TradingError):
+    code = "BROKER_UNAVAILABLE"
+    http_status = 503
+
+
 class PolicyInvalid(TradingError):
     code = "POLICY_INVALID"

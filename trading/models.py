@@ -356,6 +356,9 @@ class TradeExecution(models.Model):
         SUBMITTED = "SUBMITTED"
         FAILED = "FAILED"
 
+    # Executions that may have produced an order: they count for caps, cooldown and balance.
+    LIVE_STATUSES = (Status.CLAIMED, Status.SUBMITTING, Status.SUBMITTED)
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trade_executions"
     )

@@ -11,8 +11,15 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from notifications.services import Event, notification_enqueue
-from trading.errors import PolicyInvalid, ProposalInvalid, ProposalStateConflict
+from notifications.services import Event, notification_enqueue, task_publish
+from trading.claim import ExecutionOutcome, claim_withdraw, execution_claim
+from trading.errors import (
+    BrokerUnavailable,
+    PolicyInvalid,
+    PreflightRefused,
+    ProposalInvalid,
+    ProposalStateConflict,
+)
 from trading.models import (
     CONFIDENCE_LEVELS,
     EmergencyStop,
@@ -312,11 +319,36 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
     return policy
 
 
-def execution_enqueue(*, proposal: TradeProposal, actor=None) -> None:
-    """Dispatches the execute task by name after commit, so web code never imports it."""
-    from celery import current_app as app  # the project's app: config is above trading
+# The execute worker's task, dispatched by name: web code never imports trading.tasks.
+EXECUTE_CLAIM_TASK = "trading.tasks.execute_claim"
 
-    args = [proposal.pk, getattr(actor, "pk", None)]
-    transaction.on_commit(
-        lambda: app.send_task("trading.tasks.execute_proposal", args=args, queue="execute")
-    )
+
+def execution_request(*, proposal: TradeProposal, actor) -> ExecutionOutcome:
+    """Claims the execution here (preflight under the user's lock) and queues the sending
+    for the execute worker, the only process with the trade key. A repeat returns the same
+    execution and queues it again while it is CLAIMED (the task is idempotent, and a lost
+    dispatch is sent again). A refusal raises PreflightRefused with the failing codes."""
+    outcome = execution_claim(proposal=proposal, actor_id=getattr(actor, "pk", None))
+    if outcome.refused:
+        raise PreflightRefused(
+            "Preflight refused the order.",
+            extra={"failed_codes": outcome.refused_codes, "preflight": outcome.preflight},
+        )
+    execution = outcome.execution
+    if execution.status == TradeExecution.Status.CLAIMED:
+        transaction.on_commit(lambda: _execution_dispatch(execution))
+    return outcome
+
+
+def _execution_dispatch(execution: TradeExecution) -> None:
+    try:
+        task_publish(EXECUTE_CLAIM_TASK, [execution.pk], queue="execute")
+    except Exception as error:
+        # Not queued: the claim is taken back, so none waits for a task that never comes (a
+        # task that did go out then finds nothing to send). A repeat after recovery claims
+        # again. No claim to take back: a worker already has it, nothing is stranded.
+        if claim_withdraw(execution=execution):
+            raise BrokerUnavailable(
+                "The execute queue is unreachable; nothing was claimed. Try again shortly.",
+                extra={"proposal_id": execution.proposal_id},
+            ) from error

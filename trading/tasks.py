@@ -1,7 +1,7 @@
 """Thin Celery interfaces: take ids, call one service.
 
-The execution module (and with it the trade client) is imported inside the tasks, so a
-process that only publishes tasks (web, beat) never loads it.
+The send and reconcile modules (and with them the trade client) are imported inside the
+tasks, so a process that only publishes tasks (web, beat) never loads them.
 """
 
 from celery import shared_task
@@ -10,25 +10,27 @@ from notifications.services import notification_deliver, notification_event_hand
 
 
 @shared_task(bind=True, max_retries=10)
-def execute_proposal(self, proposal_id: int, actor_id: int | None = None) -> dict:
-    from trading.execution import execution_run
+def execute_claim(self, execution_id: int) -> dict:
+    """Sends one CLAIMED execution (claimed by the web process); duplicates change nothing."""
+    from trading.models import TradeExecution
+    from trading.send import execution_send
 
-    outcome = execution_run(proposal_id=proposal_id, actor_id=actor_id)
-    if outcome.retry_after_seconds is not None:
+    execution = TradeExecution.objects.filter(pk=execution_id).first()
+    outcome = execution_send(execution=execution) if execution else None
+    if outcome is not None and outcome.retry_after_seconds is not None:
         # Rate limited before anything was sent: the claim stands and is sent later.
         raise self.retry(countdown=outcome.retry_after_seconds)
-    execution = outcome.execution
+    sent = outcome.execution if outcome else None
     return {
-        "proposal_id": proposal_id,
-        "execution_id": execution.pk if execution else None,
-        "status": execution.status if execution else "REFUSED",
-        "refused_codes": outcome.refused_codes,
+        "execution_id": execution_id,
+        "status": sent.status if sent else "WITHDRAWN",
+        "refused_codes": outcome.refused_codes if outcome else [],
     }
 
 
 @shared_task
 def reconcile_submitting_executions() -> dict:
-    from trading.execution import executions_reconcile
+    from trading.reconcile import executions_reconcile
 
     return executions_reconcile()
 

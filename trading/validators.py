@@ -111,6 +111,46 @@ def asset_of(market: str) -> str:
     return market.split("-", 1)[0]
 
 
+@dataclass(frozen=True)
+class TradeWindows:
+    """Where the windows of the caps, cooldown and anti-flip start at one moment.
+
+    A trade counts in the daily cap if claimed at or after `day_start` (UTC midnight), in
+    the others if claimed after their start. Preflight, the status API and the dashboard
+    all take their windows from here.
+    """
+
+    day_start: datetime
+    hour_start: datetime
+    cooldown_start: datetime
+    anti_flip_start: datetime
+
+    @property
+    def earliest(self) -> datetime:
+        """The start of the longest window: older trades count for nothing."""
+        return min(self.day_start, self.hour_start, self.cooldown_start, self.anti_flip_start)
+
+
+def trade_windows(
+    *, now: datetime, cooldown_minutes: int = 0, anti_flip_minutes: int = 0
+) -> TradeWindows:
+    return TradeWindows(
+        day_start=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        hour_start=now - timedelta(hours=1),
+        cooldown_start=now - timedelta(minutes=cooldown_minutes),
+        anti_flip_start=now - timedelta(minutes=anti_flip_minutes),
+    )
+
+
+def _windows(ctx: PreflightContext) -> TradeWindows:
+    policy = ctx.policy
+    return trade_windows(
+        now=ctx.now,
+        cooldown_minutes=policy.cooldown_minutes if policy else 0,
+        anti_flip_minutes=policy.anti_flip_minutes if policy else 0,
+    )
+
+
 def _decimal_places(value: Decimal) -> int:
     exponent = value.normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
@@ -222,7 +262,7 @@ def check_cooldown(ctx: PreflightContext) -> CheckResult:
         return _ok("cooldown", "Overridden for this proposal.")
     minutes = ctx.policy.cooldown_minutes if ctx.policy else 0
     last = _last_trade_on_asset(ctx)
-    if last is not None and ctx.now < last.at + timedelta(minutes=minutes):
+    if last is not None and last.at > _windows(ctx).cooldown_start:
         return _fail(
             "cooldown",
             "COOLDOWN_ACTIVE",
@@ -237,7 +277,7 @@ def check_anti_flip(ctx: PreflightContext) -> CheckResult:
     minutes = ctx.policy.anti_flip_minutes if ctx.policy else 0
     opposite = "sell" if ctx.proposal.side == "buy" else "buy"
     last = _last_trade_on_asset(ctx, side=opposite)
-    if last is not None and ctx.now < last.at + timedelta(minutes=minutes):
+    if last is not None and last.at > _windows(ctx).anti_flip_start:
         return _fail(
             "anti_flip",
             "ANTI_FLIP",
@@ -248,7 +288,7 @@ def check_anti_flip(ctx: PreflightContext) -> CheckResult:
 
 def check_daily_cap(ctx: PreflightContext) -> CheckResult:
     cap = ctx.policy.max_daily_trades if ctx.policy else 0
-    day_start = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start = _windows(ctx).day_start
     count = sum(1 for trade in ctx.recent_trades if trade.at >= day_start)
     if count >= cap:
         return _fail("daily_cap", "DAILY_CAP_REACHED", f"{count} trades today; the cap is {cap}.")
@@ -257,7 +297,7 @@ def check_daily_cap(ctx: PreflightContext) -> CheckResult:
 
 def check_hourly_cap(ctx: PreflightContext) -> CheckResult:
     cap = ctx.policy.max_trades_per_hour if ctx.policy else 0
-    since = ctx.now - timedelta(hours=1)
+    since = _windows(ctx).hour_start
     count = sum(1 for trade in ctx.recent_trades if trade.at > since)
     if count >= cap:
         return _fail(

@@ -36,7 +36,7 @@ statuses = [
 print(json.dumps({
     "statuses": statuses,
     "trade_client_loaded": "exchange.orders" in sys.modules,
-    "execution_engine_loaded": "trading.execution" in sys.modules,
+    "execution_engine_loaded": "trading.send" in sys.modules or "trading.reconcile" in sys.modules,
     "trade_key_in_env": any(k.startswith("BITVAVO_TRADE") for k in os.environ),
 }))
 """

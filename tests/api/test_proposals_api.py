@@ -275,3 +275,39 @@ def test_an_address_no_endpoint_matches_is_a_json_404(alice, method, url):
     # Found by the schema fuzzer: ids that are not numbers got Django's HTML 404 page (and a
     # POST the HTML CSRF 403), not the API's error shape.
     assert_error(getattr(client_for(alice), method)(url), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("claimed_by", ["web", "worker"])
+def test_a_refusal_before_sending_leaves_the_proposal_approved_whoever_claimed(
+    alice, exchange, claimed_by
+):
+    from trading.claim import execution_claim
+    from trading.models import ProposalEvent
+    from trading.send import execution_run, execution_send
+
+    proposal = TradeProposalFactory(user=alice, approved=True)
+    client = client_for(alice)
+    if claimed_by == "web":
+        response = client.post(f"/api/v1/proposals/{proposal.pk}/execute/", {}, format="json")
+        claimed = TradeExecution.objects.get(pk=response.json()["id"])
+    else:
+        claimed = execution_claim(proposal=proposal, actor_id=None).execution
+    # The kill switch is flipped between the claim and the send.
+    off = client.patch("/api/v1/policy/", {"trading_enabled": False}, format="json")
+    assert off.status_code == 200
+
+    outcome = execution_send(execution=claimed)
+
+    assert outcome.refused and outcome.refused_codes == ["KILL_SWITCH"]
+    assert exchange.orders() == []
+    assert not TradeExecution.objects.exists(), "nothing sent: the claim is taken back"
+    proposal.refresh_from_db()
+    assert proposal.status == TradeProposal.Status.APPROVED
+    (event,) = ProposalEvent.objects.filter(proposal=proposal, kind="preflight_failed")
+    assert event.data["failed_codes"] == ["KILL_SWITCH"]
+    assert event.data["execution_id"] == claimed.pk
+
+    # Once trading is back on, the same proposal runs, once.
+    client.patch("/api/v1/policy/", {"trading_enabled": True}, format="json")
+    assert execution_run(proposal=proposal).execution.status == "SUBMITTED"
+    assert len(exchange.orders()) == 1

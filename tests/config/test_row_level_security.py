@@ -31,6 +31,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.workers import celery_worker, database_url, wait_for
+from trading.claim import execution_claim
 from trading.models import (
     ProposalEvent,
     TradeExecution,
@@ -236,6 +237,7 @@ def test_real_connections_web_fails_closed_worker_sees_all_and_neither_can_lift_
 def test_an_execute_worker_connected_as_the_worker_role_does_its_work(database_roles, exchange):
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user, approved=True)
+    claim = execution_claim(proposal=proposal, actor_id=None).execution  # as the web claims
     TradeProposalFactory()  # another user's row the worker may see too
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("execute")
@@ -248,7 +250,7 @@ def test_an_execute_worker_connected_as_the_worker_role_does_its_work(database_r
         **exchange.server.trade_env(),
     }
     with celery_worker(queue="execute", env=env) as worker:
-        app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        app.send_task("trading.tasks.execute_claim", args=[claim.pk], queue="execute")
         wait_for(lambda: worker.log().count("succeeded in") >= 1, what="the execute task")
     execution = TradeExecution.objects.get(proposal=proposal)
     assert execution.status == TradeExecution.Status.SUBMITTED, worker.log()

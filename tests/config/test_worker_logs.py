@@ -5,11 +5,13 @@ import json
 import re
 
 import pytest
+from django.utils import timezone
 
 from config.celery import app
 from scheduler.services import scan_jobs_dispatch_due
 from tests.factories import PolicyFactory, ScanJobFactory, TradeProposalFactory
 from tests.workers import celery_worker, wait_for
+from trading.claim import execution_claim
 from trading.models import TradeExecution, TradeProposal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,9 +37,12 @@ def purged_queues():
 
 
 def test_an_execute_worker_logs_submitted_and_refused_as_json_with_ids(exchange, purged_queues):
-    policy = PolicyFactory(allowlist=["BTC-EUR"])
+    policy = PolicyFactory(allowlist=["BTC-EUR", "ETH-EUR"])
     passes = TradeProposalFactory(user=policy.user, approved=True)
     refused = TradeProposalFactory(user=policy.user, market="ETH-EUR", approved=True)
+    # Both claimed (as the web process does); one expires before the worker sends it.
+    claims = [execution_claim(proposal=p, actor_id=None).execution for p in (passes, refused)]
+    TradeProposal.objects.filter(pk=refused.pk).update(expires_at=timezone.now())
     env = {
         "ORACLE_ROLE": "execute",
         "LOG_FORMAT": "json",
@@ -47,8 +52,8 @@ def test_an_execute_worker_logs_submitted_and_refused_as_json_with_ids(exchange,
         **exchange.server.trade_env(),
     }
     with celery_worker(queue="execute", env=env, concurrency=1) as worker:
-        for proposal in (passes, refused):
-            app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        for claim in claims:
+            app.send_task("trading.tasks.execute_claim", args=[claim.pk], queue="execute")
         wait_for(lambda: worker.log().count("succeeded in") >= 2, what="both tasks")
         log = worker.log()
 
@@ -59,12 +64,12 @@ def test_an_execute_worker_logs_submitted_and_refused_as_json_with_ids(exchange,
     assert submitted["proposal_id"] == passes.pk
     assert submitted["user_id"] == policy.user_id
     assert submitted["exchange_order_id"] == execution.exchange_order_id
-    assert submitted["level"] == "INFO" and submitted["logger"] == "trading.execution"
+    assert submitted["level"] == "INFO" and submitted["logger"] == "trading.finish"
 
     (refusal,) = events(log, "preflight.refused")
     assert refusal["proposal_id"] == refused.pk
     assert refusal["user_id"] == policy.user_id
-    assert refusal["codes"] == ["MARKET_NOT_ALLOWED"]
+    assert refusal["codes"] == ["PROPOSAL_EXPIRED"]
     assert refusal["level"] == "WARNING"
     # Celery's own records go through the same formatter.
     assert any("ready." in entry["message"] for entry in json_lines(log))

@@ -30,8 +30,9 @@ from notifications.services import (
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
 from tests.webhook_server import WebhookServer
 from tests.workers import child_env, queue_drain
-from trading.execution import execution_run, executions_reconcile
 from trading.models import TradeExecution
+from trading.reconcile import executions_reconcile
+from trading.send import execution_run
 from trading.services import (
     emergency_stop_set,
     policy_trading_set,
@@ -142,7 +143,7 @@ def test_kill_switch_and_emergency_stop_publish_only_when_flipped(notify_queue):
 def test_an_ended_execution_publishes_its_ids_only(notify_queue, exchange):
     proposal = TradeProposalFactory(user=PolicyFactory().user, approved=True)
 
-    execution = execution_run(proposal_id=proposal.pk).execution
+    execution = execution_run(proposal=proposal).execution
 
     assert execution.status == "SUBMITTED"
     assert notify_queue.taken() == [
@@ -251,7 +252,7 @@ def test_an_email_says_what_ended_with_its_codes(notify_queue, notify_settings, 
     # The order is refused before the exchange stores it and the answer is lost: only the
     # reconciler can decide, and it finds nothing.
     exchange.control.inject("error_109_no_commit")
-    assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTING"
+    assert execution_run(proposal=proposal).execution.status == "SUBMITTING"
     assert notify_queue.taken() == []  # nothing ended yet
 
     time.sleep(0.25)  # past the access window (0.1 s) plus the read timeout (0.1 s)
@@ -296,7 +297,7 @@ def test_the_emergency_stop_reaches_every_configured_user_once(notify_queue, not
 
 def test_an_event_for_a_user_without_settings_makes_no_delivery(notify_queue, exchange):
     proposal = TradeProposalFactory(user=PolicyFactory().user, approved=True)
-    execution_run(proposal_id=proposal.pk)
+    execution_run(proposal=proposal)
     assert handle(notify_queue.taken()) == []
     assert not NotificationDelivery.objects.exists()
 
@@ -332,7 +333,7 @@ def test_the_execute_path_issues_the_same_statements_with_notifications_configur
     def statements(user) -> list[str]:
         proposal = TradeProposalFactory(user=user, approved=True)
         with CaptureQueriesContext(connection) as captured:
-            assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTED"
+            assert execution_run(proposal=proposal).execution.status == "SUBMITTED"
         return [query["sql"] for query in captured.captured_queries]
 
     statements(PolicyFactory().user)  # warm: market rules cached, connections open

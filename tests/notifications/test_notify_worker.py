@@ -15,8 +15,9 @@ from notifications.services import notification_settings_update
 from tests.factories import PolicyFactory, TradeProposalFactory
 from tests.webhook_server import WebhookServer
 from tests.workers import celery_worker, queue_drain, wait_for
-from trading.execution import execution_run
+from trading.claim import execution_claim
 from trading.models import TradeExecution
+from trading.send import execution_run
 from trading.services import proposal_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,6 +74,7 @@ def test_an_execution_on_the_execute_worker_is_notified_by_the_notify_worker(
     user = PolicyFactory().user
     secret = notification_settings_update(user=user, webhook_url=webhook.url).webhook_secret
     proposal = TradeProposalFactory(user=user, approved=True)
+    claim = execution_claim(proposal=proposal, actor_id=None).execution  # as the web claims
     execute_env = {
         "ORACLE_ROLE": "execute",
         "BITVAVO_API_URL": exchange.api_url,
@@ -84,7 +86,7 @@ def test_an_execution_on_the_execute_worker_is_notified_by_the_notify_worker(
         celery_worker(queue="execute", env=execute_env, concurrency=1) as executor,
         notify_worker(concurrency=1) as notifier,
     ):
-        app.send_task("trading.tasks.execute_proposal", args=[proposal.pk], queue="execute")
+        app.send_task("trading.tasks.execute_claim", args=[claim.pk], queue="execute")
         wait_for(lambda: len(webhook.requests) == 1, what="the webhook")
         wait_for(
             lambda: NotificationDelivery.objects.filter(status="DELIVERED").exists(),
@@ -92,7 +94,7 @@ def test_an_execution_on_the_execute_worker_is_notified_by_the_notify_worker(
         )
         assert "notify_deliver" in notifier.log()
         received = [line for line in executor.log().splitlines() if "] received" in line]
-        assert received and all("execute_proposal" in line for line in received)
+        assert received and all("execute_claim" in line for line in received)
 
     execution = TradeExecution.objects.get(proposal=proposal)
     assert execution.status == "SUBMITTED"
@@ -137,7 +139,7 @@ def test_a_receiver_that_never_answers_fails_and_the_trade_stands(exchange, purg
         notification_settings_update(user=user, webhook_url=hanging.url)
         proposal = TradeProposalFactory(user=user, approved=True)
         with notify_worker(**FAST_RETRIES):
-            outcome = execution_run(proposal_id=proposal.pk)
+            outcome = execution_run(proposal=proposal)
             assert outcome.execution.status == "SUBMITTED"
             wait_for(lambda: NotificationDelivery.objects.filter(status="FAILED").exists())
     finally:

@@ -15,8 +15,9 @@ from budget.errors import BudgetExhausted
 from budget.services import budget_admit
 from exchange.orders import TradeClient, order_wait_final
 from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory
-from trading.execution import exchange_orders_between, execution_run
 from trading.models import TradeExecution
+from trading.reconcile import exchange_orders_between
+from trading.send import execution_run
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def executed(exchange):
     """One proposal executed through the engine: one order, one SUBMITTED execution."""
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user, approved=True)
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
     assert outcome.execution.status == "SUBMITTED"
     return outcome.execution
 

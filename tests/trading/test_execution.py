@@ -4,22 +4,25 @@ Concurrency claims are shown by running the competitors in parallel threads (eac
 own database connection) and counting the orders that reached the simulator.
 """
 
+import multiprocessing
 import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
-from trading.execution import execution_run, executions_reconcile
+from trading.claim import client_order_id_for, execution_claim
 from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
-from trading.preflight import client_order_id_for, execution_claim
+from trading.reconcile import executions_reconcile
+from trading.send import _mark_submitting, execution_run
 from trading.services import emergency_stop_set, proposal_override_set
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Everything here runs on PostgreSQL and, in `make test`'s second run, on SQLite (the demo).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def run_in_parallel(target, args_list):
@@ -44,8 +47,8 @@ def run_in_parallel(target, args_list):
     return results
 
 
-def execute(proposal_id):
-    return execution_run(proposal_id=proposal_id)
+def execute(proposal):
+    return execution_run(proposal=proposal)
 
 
 def approved(user, **fields):
@@ -62,7 +65,7 @@ def policy(db):
 def test_an_approved_proposal_becomes_one_filled_order(policy, exchange):
     proposal = approved(policy.user)
 
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
 
     execution = outcome.execution
     assert outcome.created
@@ -85,8 +88,8 @@ def test_an_approved_proposal_becomes_one_filled_order(policy, exchange):
 
 def test_a_repeated_execute_returns_the_same_execution_without_a_second_order(policy, exchange):
     proposal = approved(policy.user)
-    first = execution_run(proposal_id=proposal.pk).execution
-    again = execution_run(proposal_id=proposal.pk)
+    first = execution_run(proposal=proposal).execution
+    again = execution_run(proposal=proposal)
     assert not again.created
     assert again.execution.pk == first.pk
     assert len(exchange.orders()) == 1
@@ -95,7 +98,7 @@ def test_a_repeated_execute_returns_the_same_execution_without_a_second_order(po
 def test_a_retry_storm_of_24_executes_gives_exactly_one_order(policy, exchange):
     proposal = approved(policy.user)
 
-    results = run_in_parallel(execute, [(proposal.pk,)] * 24)
+    results = run_in_parallel(execute, [(proposal,)] * 24)
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert {r.execution.pk for r in results} == {TradeExecution.objects.get().pk}
@@ -103,11 +106,59 @@ def test_a_retry_storm_of_24_executes_gives_exactly_one_order(policy, exchange):
     assert len(exchange.orders()) == 1
 
 
+def _execute_in_child(proposal, start, results):
+    start.wait()
+    try:
+        outcome = execution_run(proposal=proposal)
+        results.put((outcome.created, outcome.execution.pk, outcome.execution.status))
+    except Exception as error:  # reported to the parent, which asserts on it
+        results.put(repr(error))
+    finally:
+        connections.close_all()
+
+
+def test_a_retry_storm_across_processes_gives_exactly_one_order(policy, exchange):
+    proposal = approved(policy.user)
+    connections.close_all()  # the children open their own connections
+    fork = multiprocessing.get_context("fork")
+    start, results = fork.Barrier(6), fork.Queue()
+    children = [
+        fork.Process(target=_execute_in_child, args=(proposal, start, results)) for _ in range(6)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+
+    assert all(isinstance(outcome, tuple) for outcome in outcomes), outcomes
+    execution = TradeExecution.objects.get()
+    assert {pk for _, pk, _ in outcomes} == {execution.pk}
+    assert sum(1 for created, _, _ in outcomes if created) == 1
+    assert execution.status == "SUBMITTED"
+    assert len(exchange.orders()) == 1
+
+
+def test_the_balance_recheck_counts_every_claim_since_the_snapshot(policy, exchange):
+    from exchange.services import balances_refresh
+
+    exchange.control.set_balance("EUR", "40")
+    balances_refresh()
+    other = PolicyFactory(cooldown_minutes=0, anti_flip_minutes=0)
+    # The account is shared: another user's claim since the snapshot counts too.
+    assert execution_run(proposal=approved(other.user)).execution.status == "SUBMITTED"
+
+    outcome = execution_run(proposal=approved(policy.user, market="ETH-EUR"))
+
+    assert outcome.refused_codes == ["INSUFFICIENT_BALANCE"]
+    assert len(exchange.orders()) == 1
+
+
 def test_the_hourly_cap_is_exact_under_concurrency(exchange):
     policy = PolicyFactory(max_trades_per_hour=3, max_daily_trades=50, cooldown_minutes=0)
     proposals = [approved(policy.user, market=market) for market in ["BTC-EUR", "ETH-EUR"] * 5]
 
-    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+    results = run_in_parallel(execute, [(p,) for p in proposals])
 
     assert not [r for r in results if isinstance(r, Exception)]
     refused = [r for r in results if r.refused]
@@ -123,7 +174,7 @@ def test_the_cooldown_is_exact_under_concurrency(exchange):
     )
     proposals = [approved(policy.user) for _ in range(10)]
 
-    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+    results = run_in_parallel(execute, [(p,) for p in proposals])
 
     refused = [r for r in results if r.refused]
     assert len(refused) == 9
@@ -134,7 +185,7 @@ def test_the_cooldown_is_exact_under_concurrency(exchange):
 def test_a_refused_preflight_claims_nothing_and_is_audited(policy, exchange):
     proposal = approved(policy.user, confidence=25)
 
-    outcome = execution_run(proposal_id=proposal.pk, actor_id=policy.user.pk)
+    outcome = execution_run(proposal=proposal, actor_id=policy.user.pk)
 
     assert outcome.refused and outcome.refused_codes == ["CONFIDENCE_TOO_LOW"]
     assert not TradeExecution.objects.exists()
@@ -149,10 +200,10 @@ def test_a_refused_preflight_claims_nothing_and_is_audited(policy, exchange):
 
 def test_a_refused_proposal_executes_once_the_reason_is_gone(policy, exchange):
     proposal = approved(policy.user, amount_eur=Decimal("150"))
-    assert execution_run(proposal_id=proposal.pk).refused_codes == ["ORDER_TOO_LARGE"]
+    assert execution_run(proposal=proposal).refused_codes == ["ORDER_TOO_LARGE"]
     policy.max_order_eur = Decimal("200")
     policy.save()
-    assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTED"
+    assert execution_run(proposal=proposal).execution.status == "SUBMITTED"
     assert len(exchange.orders()) == 1
 
 
@@ -160,7 +211,7 @@ def test_the_emergency_stop_blocks_every_concurrent_execute(policy, exchange):
     proposals = [approved(policy.user, market=m) for m in ["BTC-EUR", "ETH-EUR"] * 4]
     emergency_stop_set(active=True, actor=UserFactory(), reason="Exchange incident")
 
-    results = run_in_parallel(execute, [(p.pk,) for p in proposals])
+    results = run_in_parallel(execute, [(p,) for p in proposals])
 
     assert all(r.refused and "KILL_SWITCH" in r.refused_codes for r in results)
     assert exchange.orders() == []
@@ -169,15 +220,14 @@ def test_the_emergency_stop_blocks_every_concurrent_execute(policy, exchange):
 def test_the_user_kill_switch_blocks_every_execute(exchange):
     policy = PolicyFactory(trading_enabled=False)
     proposal = approved(policy.user)
-    assert execution_run(proposal_id=proposal.pk).refused_codes == ["KILL_SWITCH"]
+    assert execution_run(proposal=proposal).refused_codes == ["KILL_SWITCH"]
     assert exchange.orders() == []
 
 
 def test_an_empty_allowlist_blocks_everything(exchange):
     policy = PolicyFactory(allowlist=[])
     results = [
-        execution_run(proposal_id=approved(policy.user, market=m).pk)
-        for m in ("BTC-EUR", "ETH-EUR")
+        execution_run(proposal=approved(policy.user, market=m)) for m in ("BTC-EUR", "ETH-EUR")
     ]
     assert all(r.refused_codes == ["ALLOWLIST_EMPTY"] for r in results)
     assert exchange.orders() == []
@@ -187,56 +237,78 @@ def test_an_override_lifts_exactly_its_one_rule(exchange):
     policy = PolicyFactory(
         cooldown_minutes=60, anti_flip_minutes=240, max_trades_per_hour=50, max_daily_trades=50
     )
-    assert execution_run(proposal_id=approved(policy.user, side="sell").pk).execution
+    assert execution_run(proposal=approved(policy.user, side="sell")).execution
     staff = UserFactory()
 
     # A buy of the same asset now hits both the cooldown and anti-flip.
     blocked = approved(policy.user, side="buy", confidence=25)
-    codes = execution_run(proposal_id=blocked.pk).refused_codes
+    codes = execution_run(proposal=blocked).refused_codes
     assert codes == ["CONFIDENCE_TOO_LOW", "COOLDOWN_ACTIVE", "ANTI_FLIP"]
 
     proposal_override_set(proposal=blocked, actor=staff, cooldown=True, anti_flip=False, reason="r")
-    assert execution_run(proposal_id=blocked.pk).refused_codes == [
+    assert execution_run(proposal=blocked).refused_codes == [
         "CONFIDENCE_TOO_LOW",
         "ANTI_FLIP",
     ]
     proposal_override_set(proposal=blocked, actor=staff, cooldown=True, anti_flip=True, reason="r")
-    assert execution_run(proposal_id=blocked.pk).refused_codes == ["CONFIDENCE_TOO_LOW"]
+    assert execution_run(proposal=blocked).refused_codes == ["CONFIDENCE_TOO_LOW"]
 
     # The override belongs to its proposal: another one is still blocked.
     other = approved(policy.user, side="buy")
-    assert execution_run(proposal_id=other.pk).refused_codes == ["COOLDOWN_ACTIVE", "ANTI_FLIP"]
+    assert execution_run(proposal=other).refused_codes == ["COOLDOWN_ACTIVE", "ANTI_FLIP"]
     assert len(exchange.orders()) == 1
 
 
 def test_an_expired_proposal_never_executes(policy, exchange):
     proposal = approved(policy.user, expires_at=timezone.now() - timedelta(seconds=1))
-    assert execution_run(proposal_id=proposal.pk).refused_codes == ["PROPOSAL_EXPIRED"]
+    assert execution_run(proposal=proposal).refused_codes == ["PROPOSAL_EXPIRED"]
     assert exchange.orders() == []
 
 
-def test_a_stop_flipped_after_the_claim_sends_nothing(policy, exchange):
-    """The move to SUBMITTING re-checks the switches in the same statement."""
-    from trading import execution as engine
+def test_a_stop_flipped_after_the_claim_sends_nothing_and_can_run_again(policy, exchange):
+    """The move to SUBMITTING re-checks the switches in the same statement; a refusal there
+    takes the claim back, as a refused preflight claims nothing."""
+    proposal = approved(policy.user)
+    outcome = execution_claim(proposal=proposal, actor_id=None)
+    emergency_stop_set(active=True, actor=UserFactory(), reason="halt")
+    assert _mark_submitting(outcome.execution) is False
+
+    # The next attempt finds the claim, cannot send it, and withdraws it: nothing was sent.
+    refused = execution_run(proposal=proposal)
+
+    assert refused.refused and refused.refused_codes == ["KILL_SWITCH"]
+    assert exchange.orders() == []
+    assert not TradeExecution.objects.exists()
+    proposal.refresh_from_db()
+    assert proposal.status == TradeProposal.Status.APPROVED
+    event = ProposalEvent.objects.get(proposal=proposal, kind="preflight_failed")
+    assert event.data["failed_codes"] == ["KILL_SWITCH"]
+    assert event.data["execution_id"] == outcome.execution.pk
+
+    emergency_stop_set(active=False, actor=UserFactory(), reason="over")
+    assert execution_run(proposal=proposal).execution.status == "SUBMITTED"
+    assert len(exchange.orders()) == 1
+
+
+def test_a_missing_emergency_stop_row_refuses_the_send(policy, exchange):
+    from trading.models import EmergencyStop
 
     proposal = approved(policy.user)
-    outcome = execution_claim(proposal_id=proposal.pk, actor_id=None)
-    emergency_stop_set(active=True, actor=UserFactory(), reason="halt")
-    assert engine._mark_submitting(outcome.execution) is False
+    claimed = execution_claim(proposal=proposal, actor_id=None).execution
+    EmergencyStop.objects.all().delete()
 
-    # The next attempt finds the claim, cannot send it, and fails it: nothing was sent.
-    execution = execution_run(proposal_id=proposal.pk).execution
+    refused = execution_run(proposal=proposal)
 
+    assert refused.refused_codes == ["KILL_SWITCH"]
     assert exchange.orders() == []
-    assert (execution.status, execution.error_code) == ("FAILED", "KILL_SWITCH")
-    assert execution.submitting_at is None
+    assert not TradeExecution.objects.filter(pk=claimed.pk).exists()
 
 
 def test_a_definite_rejection_fails_the_execution(policy, exchange):
     exchange.control.set_balance("EUR", "1")
     proposal = approved(policy.user)
     # The snapshot says there is money; the exchange knows better and refuses (216).
-    execution = execution_run(proposal_id=proposal.pk).execution
+    execution = execution_run(proposal=proposal).execution
     assert execution.status == "FAILED"
     assert execution.error_code
     assert execution.submitting_at is not None
@@ -258,12 +330,12 @@ def test_a_lost_response_is_reconciled_to_the_right_order(policy, exchange, sett
     proposal = approved(policy.user)
     exchange.control.inject(fault)
 
-    execution = execution_run(proposal_id=proposal.pk).execution
+    execution = execution_run(proposal=proposal).execution
     assert execution.status == "SUBMITTING"
     assert len(exchange.orders()) == 1
 
     # Executing again never sends a second order while the outcome is unknown.
-    assert execution_run(proposal_id=proposal.pk).execution.status == "SUBMITTING"
+    assert execution_run(proposal=proposal).execution.status == "SUBMITTING"
     reconcile_until_decided()
 
     execution.refresh_from_db()
@@ -280,7 +352,7 @@ def test_a_request_that_never_reached_the_book_fails_after_the_window(policy, ex
     proposal = approved(policy.user)
     exchange.control.inject("error_109_no_commit")
 
-    execution = execution_run(proposal_id=proposal.pk).execution
+    execution = execution_run(proposal=proposal).execution
     assert execution.status == "SUBMITTING"
 
     executions_reconcile()
@@ -302,7 +374,7 @@ def test_a_rate_limited_order_goes_back_to_claimed_and_is_sent_later(policy, exc
     proposal = approved(policy.user)
     exchange.control.inject("ban_429", seconds=30)
 
-    first = execution_run(proposal_id=proposal.pk)
+    first = execution_run(proposal=proposal)
 
     assert first.execution.status == "CLAIMED"
     assert 0 < first.retry_after_seconds <= 30
@@ -312,7 +384,7 @@ def test_a_rate_limited_order_goes_back_to_claimed_and_is_sent_later(policy, exc
     # The ban is over (here: forgotten); the retry sends the same claim, once.
     exchange.control.reset()
     cache.clear()
-    again = execution_run(proposal_id=proposal.pk)
+    again = execution_run(proposal=proposal)
     assert again.execution.pk == first.execution.pk
     assert again.execution.status == "SUBMITTED"
     assert len(exchange.orders()) == 1

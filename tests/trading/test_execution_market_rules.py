@@ -10,10 +10,11 @@ import pytest
 from django.core.cache import cache
 
 from exchange.models import ExchangeCall
+from exchange.rules_cache import market_rules_forget
 from tests.factories import PolicyFactory, TradeProposalFactory
-from trading.execution import execution_run
+from trading.claim import execution_claim
 from trading.models import TradeExecution, TradeProposal
-from trading.preflight import execution_claim, market_rules_forget
+from trading.send import execution_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +32,7 @@ def test_an_amount_with_more_decimals_than_the_market_allows_is_refused(policy, 
     exchange.control.set_market_rules("BTC-EUR", notionalDecimals=1)
     proposal = TradeProposalFactory(user=policy.user, approved=True, amount_eur=Decimal("25.55"))
 
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
 
     assert outcome.refused
     assert outcome.refused_codes == ["TOO_MANY_DECIMALS"]
@@ -44,7 +45,7 @@ def test_the_same_amount_passes_where_the_market_allows_its_decimals(policy, exc
     exchange.control.set_market_rules("BTC-EUR", notionalDecimals=1)
     proposal = TradeProposalFactory(user=policy.user, approved=True, amount_eur=Decimal("25.50"))
 
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
 
     assert outcome.execution.status == TradeExecution.Status.SUBMITTED
     assert [order["amountQuote"] for order in exchange.orders()] == ["25.5"]
@@ -54,7 +55,7 @@ def test_an_amount_below_the_market_minimum_is_refused(policy, exchange):
     exchange.control.set_market_rules("BTC-EUR", minOrderInQuoteAsset="30.00")
     proposal = TradeProposalFactory(user=policy.user, approved=True, amount_eur=Decimal("25.00"))
 
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
 
     assert outcome.refused_codes == ["BELOW_EXCHANGE_MINIMUM"]
     assert exchange.orders() == [] and order_calls() == 0
@@ -70,7 +71,7 @@ def test_an_amount_below_the_market_minimum_is_refused(policy, exchange):
 def test_the_send_step_applies_the_rules_as_they_are_when_it_sends(policy, exchange, rules, code):
     # Claimed (by the web, say) under the old rules; the rules change before the worker sends.
     proposal = TradeProposalFactory(user=policy.user, approved=True, amount_eur=Decimal("25.00"))
-    claimed = execution_claim(proposal_id=proposal.pk, actor_id=None)
+    claimed = execution_claim(proposal=proposal, actor_id=None)
     assert claimed.execution.status == TradeExecution.Status.CLAIMED
     if "status" in rules:
         exchange.control.set_market_status("BTC-EUR", rules["status"])
@@ -79,7 +80,7 @@ def test_the_send_step_applies_the_rules_as_they_are_when_it_sends(policy, excha
     cache.clear()
     market_rules_forget()
 
-    outcome = execution_run(proposal_id=proposal.pk)
+    outcome = execution_run(proposal=proposal)
 
     execution = outcome.execution
     assert execution.pk == claimed.execution.pk

@@ -20,9 +20,10 @@ from hypothesis.stateful import (
 )
 
 from tests.factories import PolicyFactory, TradeProposalFactory
-from trading import execution as engine
+from trading import send
+from trading.claim import execution_claim
 from trading.models import TradeExecution
-from trading.preflight import execution_claim
+from trading.reconcile import executions_reconcile
 from trading.services import proposal_approve
 
 HOURLY_CAP = 3
@@ -56,29 +57,29 @@ class ExecutionMachine(RuleBasedStateMachine):
 
     @rule(proposal=proposals)
     def execute(self, proposal):
-        engine.execution_run(proposal_id=proposal.pk)
+        send.execution_run(proposal=proposal)
 
     @rule(proposal=proposals)
     def duplicate_execute(self, proposal):
-        engine.execution_run(proposal_id=proposal.pk)
-        engine.execution_run(proposal_id=proposal.pk)
+        send.execution_run(proposal=proposal)
+        send.execution_run(proposal=proposal)
 
     @rule(proposal=proposals, fault=st.sampled_from(["drop_after_commit", "error_109_no_commit"]))
     def execute_with_fault(self, proposal, fault):
         self.exchange.control.inject(fault)
-        engine.execution_run(proposal_id=proposal.pk)
+        send.execution_run(proposal=proposal)
         self.exchange.control.reset_faults()
 
     @rule(proposal=proposals)
     def worker_crash_after_claim(self, proposal):
         # The worker dies after claiming and marking SUBMITTING, before the order is sent.
-        outcome = execution_claim(proposal_id=proposal.pk, actor_id=None)
+        outcome = execution_claim(proposal=proposal, actor_id=None)
         if outcome.execution is not None and outcome.execution.status == "CLAIMED":
-            engine._mark_submitting(outcome.execution)
+            send._mark_submitting(outcome.execution)
 
     @rule()
     def reconcile(self):
-        engine.executions_reconcile()
+        executions_reconcile()
 
     def _executions(self):
         return list(TradeExecution.objects.filter(user=self.user))

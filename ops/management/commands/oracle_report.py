@@ -6,7 +6,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from exchange.errors import ExchangeError
 from ops.report import Report, report_build, report_lookup_range, report_markets
-from trading.execution import exchange_orders_between
+from trading.reconcile import exchange_orders_between
 
 SHOWN = "%Y-%m-%d %H:%M:%S"
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from trading.execution import execution_run
 from trading.models import TradeProposal
+from trading.send import execution_run
 
 
 class Command(BaseCommand):
@@ -11,11 +11,12 @@ class Command(BaseCommand):
         parser.add_argument("proposal_id", type=int)
 
     def handle(self, *args, proposal_id, **options):
-        if not TradeProposal.objects.filter(pk=proposal_id).exists():
+        proposal = TradeProposal.objects.filter(pk=proposal_id).first()
+        if proposal is None:
             raise CommandError(f"PROPOSAL_NOT_FOUND: no proposal #{proposal_id}")
-        outcome = execution_run(proposal_id=proposal_id)
+        outcome = execution_run(proposal=proposal)
         if outcome.refused:
-            raise CommandError(f"REFUSED by preflight: {', '.join(outcome.refused_codes)}")
+            raise CommandError(f"REFUSED: {', '.join(outcome.refused_codes)}")
         execution = outcome.execution
         self.stdout.write(
             f"execution #{execution.pk} {execution.status}"

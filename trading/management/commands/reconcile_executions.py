@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from trading.execution import executions_reconcile
+from trading.reconcile import executions_reconcile
 
 
 class Command(BaseCommand):

@@ -1,0 +1,119 @@
+"""The claim: preflight under the user's lock and, if every rule passes, the execution row.
+
+Whoever claims inserts the execution as CLAIMED: the web process for the console and the
+API (which then queue it for the execute worker by id), the execute worker for a foreground
+`execute_proposal`. The claim never sends anything and never loads the trade client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from core.logs import log_event
+from core.scoping import scope_system
+from trading.models import ProposalEvent, TradeExecution, TradeProposal
+from trading.preflight import exchange_facts, preflight_context
+from trading.selectors import preflight_facts
+from trading.validators import preflight_run
+
+logger = logging.getLogger(__name__)
+
+# Fixed forever: the client order id of a proposal must be the same in every process.
+CLIENT_ORDER_NAMESPACE = uuid.UUID("4f0a3b8e-2c1d-4e5f-9a6b-7c8d9e0f1a2b")
+
+
+def client_order_id_for(proposal_id: int) -> uuid.UUID:
+    return uuid.uuid5(CLIENT_ORDER_NAMESPACE, f"trade-proposal:{proposal_id}")
+
+
+@dataclass
+class ExecutionOutcome:
+    """What one execute call did. `execution` is None when it was refused before sending."""
+
+    execution: TradeExecution | None
+    created: bool = False
+    refused_codes: list[str] = field(default_factory=list)
+    preflight: dict[str, Any] = field(default_factory=dict)
+    retry_after_seconds: float | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.execution is None
+
+
+def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> ExecutionOutcome:
+    """Preflight and claim under the user's lock, in one durable transaction.
+
+    A repeat returns the existing execution; a refusal claims nothing and is audited, and
+    the proposal stays APPROVED, so it can run again once the reason is gone. The caller
+    has read `proposal` in its own scope; the claim reads in the system scope because the
+    balance recheck sums every user's claims (all users trade through one account).
+    The exchange's part (rules, a sell's price) is read first: no lock waits on the exchange.
+    """
+    rules, price = exchange_facts(proposal)
+    try:
+        with scope_system(), transaction.atomic(durable=True):
+            facts = preflight_facts(proposal=proposal, lock=True)
+            if facts.execution_id is not None:
+                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=facts.execution_id))
+            context = preflight_context(facts, rules=rules, price=price)
+            result = preflight_run(context)
+            preflight = {**result.as_dict(), "at": context.now.isoformat(), "actor_id": actor_id}
+            if not result.passed:
+                preflight_refusal_record(
+                    proposal_id=proposal.pk, user_id=proposal.user_id, preflight=preflight
+                )
+                return ExecutionOutcome(
+                    execution=None, refused_codes=result.failed_codes, preflight=preflight
+                )
+            snapshot, policy_hash = facts.policy.snapshot_and_hash()
+            execution = TradeExecution.objects.create(
+                user_id=proposal.user_id,
+                proposal_id=proposal.pk,
+                client_order_id=client_order_id_for(proposal.pk),
+                status=TradeExecution.Status.CLAIMED,
+                market=proposal.market,
+                side=proposal.side,
+                amount_eur=facts.proposal.amount_eur,
+                preflight_result=preflight,
+                policy_hash=policy_hash,
+                policy_snapshot=snapshot,
+                claimed_at=context.now,
+            )
+    except IntegrityError:
+        # The unique constraint is the last guard: another claim for this proposal won.
+        with scope_system():
+            execution = TradeExecution.objects.get(proposal_id=proposal.pk)
+        return ExecutionOutcome(execution=execution)
+    return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
+
+
+def claim_withdraw(*, execution: TradeExecution) -> bool:
+    """Takes back a claim nothing was sent for (still CLAIMED); False if it moved on."""
+    claims = TradeExecution.objects.visible().filter(pk=execution.pk)
+    deleted, _ = claims.filter(status=TradeExecution.Status.CLAIMED).delete()
+    return deleted > 0
+
+
+def preflight_refusal_record(*, proposal_id: int, user_id: int, preflight: dict) -> None:
+    """The refusal in the proposal's audit trail, in the caller's transaction, and the log."""
+    ProposalEvent.objects.create(
+        proposal_id=proposal_id,
+        user_id=user_id,
+        actor_id=preflight.get("actor_id"),
+        kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
+        data=preflight,
+    )
+    log_event(
+        logger,
+        "preflight.refused",
+        level=logging.WARNING,
+        proposal_id=proposal_id,
+        user_id=user_id,
+        codes=preflight["failed_codes"],
+    )
