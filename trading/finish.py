@@ -1,7 +1,8 @@
-"""The end of an execution: SUBMITTED with its history, or FAILED, with its proposal.
+"""The end of an execution: the exchange's final order (SUBMITTED with one history row per
+fill, or FAILED with nothing filled), or FAILED before or without an order; its proposal too.
 
 One durable transaction: the compare-and-set on the execution (only the caller that moves
-it from `from_status` ends it), the proposal's status and, on success, the history row.
+it from `from_status` ends it), the proposal's status and, on success, the history rows.
 The execution row itself is the audit of the outcome.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,9 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.logs import log_event
+from exchange.fills import order_fills
 from notifications.services import Event, notification_enqueue
+from trading.fills import execution_fill_fields, history_rows_for, proposal_fill_fields
 from trading.models import TradeExecution, TradeHistory, TradeProposal
-from trading.validators import asset_of
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def execution_finish(
     }
     if order is not None:
         fields["exchange_order_id"] = order.get("orderId") or ""
-        fields["bitvavo_response"] = _jsonable(order)
+        fields["bitvavo_response"] = jsonable(order)
     if request is not None:
         fields["bitvavo_request"] = request
     succeeded = to_status == Status.SUBMITTED
@@ -58,15 +60,6 @@ def execution_finish(
             status=TradeProposal.Status.EXECUTED if succeeded else TradeProposal.Status.FAILED,
             updated_at=now,
         )
-        if succeeded and order is not None:
-            TradeHistory.objects.create(
-                user_id=execution.user_id,
-                execution_id=execution.pk,
-                market=execution.market,
-                asset=asset_of(execution.market),
-                side=execution.side,
-                **_fill(order, now),
-            )
         # After commit, ids only: no statement, and a broker failure is only logged.
         notification_enqueue(
             event=Event.EXECUTION_ENDED, user_id=execution.user_id, execution_id=execution.pk
@@ -83,11 +76,44 @@ def execution_finish(
     return True
 
 
-def execution_succeed(execution: TradeExecution, order: dict, **kw) -> bool:
-    """SUBMITTING -> SUBMITTED with its history, and the proposal EXECUTED."""
-    return execution_finish(
-        execution, from_status=Status.SUBMITTING, to_status=Status.SUBMITTED, order=order, **kw
+def execution_finish_order(
+    execution: TradeExecution, order: dict, *, request: dict | None = None
+) -> bool:
+    """SUBMITTING -> the exchange's final order: SUBMITTED with one history row per fill
+    (partly filled if the order ended before filling all), or FAILED ORDER_NOT_FILLED with
+    nothing filled; the proposal EXECUTED (partly) or FAILED. Raises OrderNotFinal for an
+    order that is still open or has unsettled fills: only a final order writes history."""
+    fills = order_fills(order, market=execution.market)
+    fields = execution_fill_fields(order, fills)
+    now = timezone.now()
+    fields |= {"finished_at": now, "updated_at": now, "bitvavo_response": jsonable(order)}
+    if request is not None:
+        fields["bitvavo_request"] = request
+    with transaction.atomic(durable=True):
+        if not TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+            **fields
+        ):
+            return False
+        TradeProposal.objects.filter(pk=execution.proposal_id).update(
+            **proposal_fill_fields(fields), updated_at=now
+        )
+        if fields["status"] == Status.SUBMITTED:
+            TradeHistory.objects.bulk_create(history_rows_for(execution, fills))
+        notification_enqueue(
+            event=Event.EXECUTION_ENDED, user_id=execution.user_id, execution_id=execution.pk
+        )
+    for name, value in fields.items():
+        setattr(execution, name, value)
+    succeeded = fields["status"] == Status.SUBMITTED
+    execution_log(
+        f"execution.{fields['status'].lower()}",
+        execution,
+        level=logging.INFO if succeeded else logging.WARNING,
+        code=fields["error_code"],
+        exchange_order_id=execution.exchange_order_id,
+        partially_filled=fields["partially_filled"],
     )
+    return True
 
 
 def execution_fail(execution: TradeExecution, *, from_status: str, code: str, message: str, **kw):
@@ -115,27 +141,11 @@ def execution_log(event: str, execution: TradeExecution, *, level=logging.INFO, 
     )
 
 
-def _fill(order: dict, now: datetime) -> dict[str, Any]:
-    """The history row's figures, as the exchange reported the fill."""
-    amount = Decimal(order.get("filledAmount") or 0)
-    amount_quote = Decimal(order.get("filledAmountQuote") or 0)
-    updated_ms = order.get("updated") or order.get("created")
-    return {
-        "amount": amount,
-        "amount_eur": amount_quote,
-        "price": (amount_quote / amount) if amount else Decimal("0"),
-        "fee": Decimal(order.get("feePaid") or 0),
-        "executed_at": datetime.fromtimestamp(int(updated_ms) / 1000, tz=UTC)
-        if updated_ms
-        else now,
-    }
-
-
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {key: jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, Decimal | uuid.UUID | datetime):
         return str(value)
     return value

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
 
 from exchange.errors import ExchangeError
+from exchange.fills import order_is_final
 from exchange.orders import TradeClient
-from trading.finish import execution_fail, execution_log, execution_succeed
+from trading.finish import execution_fail, execution_finish_order, execution_log
 from trading.models import TradeExecution
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,12 @@ Status = TradeExecution.Status
 
 
 def _find_order(execution: TradeExecution, client: TradeClient, now: datetime) -> dict | None:
-    order = client.get_order(market=execution.market, client_order_id=execution.client_order_id)
+    if execution.exchange_order_id:  # sent and answered, not final then: found by its id
+        order = client.get_order(market=execution.market, order_id=execution.exchange_order_id)
+    else:
+        order = client.get_order(
+            market=execution.market, client_order_id=execution.client_order_id
+        )
     if order is not None:
         return order
     # A lookup by client order id may miss closed orders: list the market's orders around
@@ -47,20 +52,10 @@ def execution_reconcile(*, execution: TradeExecution, client: TradeClient) -> st
         logger.warning("reconcile lookup failed for execution %s: %s", execution.pk, error)
         return "lookup_failed"
     if order is not None:
-        filled = Decimal(str(order.get("filledAmount") or 0)) > 0
-        if filled:
-            execution_succeed(execution, order)
-            return "submitted"
-        if order.get("status") in ("canceled", "cancelled", "rejected", "expired"):
-            execution_fail(
-                execution,
-                from_status=Status.SUBMITTING,
-                code="ORDER_NOT_FILLED",
-                message=f"The order ended {order.get('status')} without a fill.",
-                order=order,
-            )
-            return "failed"
-        return "pending"
+        if not order_is_final(order):
+            return "pending"  # at the exchange, not filled yet: not a "not found"
+        execution_finish_order(execution, order)
+        return "submitted" if execution.status == Status.SUBMITTED else "failed"
 
     attempts = execution.reconcile_attempts + 1
     TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(

@@ -13,6 +13,7 @@ from django.utils import timezone
 from budget.selectors import budget_usage_counts
 from exchange.models import BalanceSnapshot
 from trading.errors import NotFound
+from trading.fills import COUNTED_EUR
 from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 from trading.validators import RecentTrade, trade_windows
 
@@ -106,7 +107,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             balance_fetched_at=Subquery(snapshot.values("fetched_at")),
             balance_spent=Coalesce(
                 Subquery(
-                    claims.order_by().values("side").annotate(t=Sum("amount_eur")).values("t")
+                    claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")
                 ),
                 Value(Decimal("0")),
                 output_field=DecimalField(),

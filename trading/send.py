@@ -21,7 +21,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from exchange.errors import UNKNOWN, ExchangeError
-from exchange.orders import TradeClient
+from exchange.fills import order_is_final
+from exchange.orders import TradeClient, order_wait_final
 from exchange.rules_cache import market_rules
 from trading.claim import (
     ExecutionOutcome,
@@ -29,7 +30,7 @@ from trading.claim import (
     execution_claim,
     preflight_refusal_record,
 )
-from trading.finish import execution_fail, execution_log, execution_succeed
+from trading.finish import execution_fail, execution_finish_order, execution_log, jsonable
 from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
 
 logger = logging.getLogger(__name__)
@@ -173,8 +174,27 @@ def _send(execution: TradeExecution, client: TradeClient, rules) -> ExecutionOut
     except Exception as error:
         # Our own failure after the request may have gone out: treat it as unknown too.
         return _outcome_unknown(execution, request, error)
-    execution_succeed(execution, order, request=request)
+    # A market order may answer before its fills: only the final order is recorded.
+    order = order_wait_final(client, order)
+    if order_is_final(order):
+        execution_finish_order(execution, order, request=request)
+    else:
+        _pending(execution, order, request)
     return ExecutionOutcome(execution=execution)
+
+
+def _pending(execution: TradeExecution, order: dict, request: dict) -> None:
+    """The order is at the exchange but not final yet: it stays SUBMITTING, with its order
+    id, for the reconciler to finish once the exchange has filled it."""
+    order_id = str(order.get("orderId") or "")
+    TradeExecution.objects.filter(pk=execution.pk, status=Status.SUBMITTING).update(
+        exchange_order_id=order_id,
+        bitvavo_request=request,
+        bitvavo_response=jsonable(order),
+        updated_at=timezone.now(),
+    )
+    execution.exchange_order_id = order_id
+    execution_log("execution.pending", execution, exchange_order_id=order_id)
 
 
 def _outcome_unknown(execution: TradeExecution, request: dict, error: Exception):
