@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from config import observability
 from config.dashboard import dashboard_view
 from config.exceptions import api_not_found
+from evaluation import apis as evaluation_apis
+from evaluation.admin import scorecard_view
 from trading import apis
 
 api_v1 = [
@@ -57,6 +59,7 @@ api_v1 = [
         apis.NotificationDeliveryDetailApi.as_view(),
         name="notification-delivery-detail",
     ),
+    path("scorecard/", evaluation_apis.ScorecardApi.as_view(), name="scorecard"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
@@ -67,6 +70,7 @@ urlpatterns = [
     path("healthz", observability.healthz, name="healthz"),
     path("metrics", observability.metrics, name="metrics"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
+    path("admin/scorecard/", admin.site.admin_view(scorecard_view), name="admin-scorecard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -225,9 +225,9 @@ def _log(event: str, execution: TradeExecution, *, level: int = logging.INFO, **
 def _finish_portable(execution: TradeExecution, *, fields: dict, params: dict) -> bool:
     """What _FINISH_SQL does, through the ORM in one transaction: for SQLite (the demo)."""
     with transaction.atomic():
-        if not TradeExecution.objects.filter(
-            pk=execution.pk, status=params["from_status"]
-        ).update(**fields):
+        if not TradeExecution.objects.filter(pk=execution.pk, status=params["from_status"]).update(
+            **fields
+        ):
             return False
         TradeProposal.objects.filter(pk=execution.proposal_id).update(
             status=params["proposal_status"], updated_at=params["now"]
