@@ -74,7 +74,7 @@ class Command(BaseCommand):
         write(f"decisions: {decisions}; tokens {result.prompt_tokens}+{result.completion_tokens}")
         if result.stopped:
             write(f"stopped early: {result.stopped}")
-        header = f"{'':26}{'count':>6}{'hits':>6}{'hit rate':>10}{'mean net':>12}{'Brier':>8}"
+        header = f"{'':32}{'count':>6}{'hits':>6}{'hit rate':>10}{'mean net':>12}{'Brier':>8}"
         for hours, card in result.scorecards.items():
             write("")
             write(f"horizon {hours} h ({result.unscored[hours]} not yet scorable)")
@@ -92,7 +92,7 @@ def _line(label: str, s: dict) -> str:
         return "-" if value is None else str(value)
 
     return (
-        f"{label:26}{s['count']:>6}{s['hits']:>6}{shown(s['hit_rate']):>10}"
+        f"{label:32}{s['count']:>6}{s['hits']:>6}{shown(s['hit_rate']):>10}"
         f"{shown(s['mean_net_return']):>12}{shown(s['brier']):>8}"
     )
 
