@@ -108,6 +108,15 @@ def _as_json(data: dict) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def advisor_limits(policy) -> dict:
+    """The user's limits as the advisor is given them."""
+    return {
+        "min_order_eur": policy.min_order_eur,
+        "max_order_eur": policy.max_order_eur,
+        "min_confidence": policy.min_confidence,
+    }
+
+
 def advisor_input(*, snapshot: dict, limits: dict, track_record: list) -> dict:
     """What an advisor is given, exactly as the LLM reads it and as the decision stores it."""
     return json.loads(

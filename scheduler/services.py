@@ -34,7 +34,7 @@ from evaluation.models import AdvisorDecision
 from evaluation.selectors import advisor_track_record
 from evaluation.services import advisor_decision_record
 from exchange.readonly import ReadonlyClient
-from scheduler.advisors import Advice, advice_parse, advisor_get, advisor_input
+from scheduler.advisors import Advice, advice_parse, advisor_get, advisor_input, advisor_limits
 from scheduler.errors import (
     AdvisorOutputInvalid,
     ScanError,
@@ -361,11 +361,7 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     scan_job_extend_lease(job_id=job_id, lock_token=lock_token)
 
     advisor = advisor_get()
-    limits = {
-        "min_order_eur": policy.min_order_eur,
-        "max_order_eur": policy.max_order_eur,
-        "min_confidence": policy.min_confidence,
-    }
+    limits = advisor_limits(policy)
     track_record = advisor_track_record(user_id=job.user_id, model=advisor.model, markets=markets)
     decided = _decision_recorder(
         job=job,

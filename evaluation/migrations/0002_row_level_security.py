@@ -1,5 +1,5 @@
-"""Row-level security on the evaluation tables, by the rule of trading 0007 (forced, the
-same expression in USING and WITH CHECK). PostgreSQL only."""
+"""Row-level security on the evaluation tables, by the rule and code of trading 0007
+(forced, the same expression in USING and WITH CHECK). PostgreSQL only."""
 
 import importlib
 
@@ -7,28 +7,15 @@ from django.db import migrations
 
 USER_OWNED_TABLES = ("advisor_decisions", "proposal_outcomes")
 
-POLICY_RULE = importlib.import_module("trading.migrations.0007_row_level_security").POLICY_RULE
+_row_security = importlib.import_module("trading.migrations.0007_row_level_security")
 
 
 def enable(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for table in USER_OWNED_TABLES:
-        schema_editor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        schema_editor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        schema_editor.execute(
-            f"CREATE POLICY oracle_scope ON {table} USING ({POLICY_RULE}) "
-            f"WITH CHECK ({POLICY_RULE})"
-        )
+    _row_security.enable_on(schema_editor, USER_OWNED_TABLES)
 
 
 def disable(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for table in USER_OWNED_TABLES:
-        schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {table}")
-        schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        schema_editor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+    _row_security.disable_on(schema_editor, USER_OWNED_TABLES)
 
 
 class Migration(migrations.Migration):

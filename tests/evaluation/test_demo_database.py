@@ -1,15 +1,12 @@
 """The demo runs on SQLite: a scan records its decision, a proposal gets its price, and
 scoring writes its outcomes there too, in real processes against the simulator."""
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 from django.utils import timezone
 
 from evaluation.scoring import minute_of
-from tests.workers import ROOT
+from tests.workers import sqlite_demo
 
 SETUP = """
 import sys
@@ -37,27 +34,15 @@ print(outcome.horizon_hours, outcome.net_return, AdvisorDecision.objects.count()
 
 def test_the_demo_database_records_decisions_and_scores_proposals(simulator, tmp_path):
     simulator.control.reset()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-        "CACHE_URL": f"filecache://{tmp_path / 'cache'}",
-        "CELERY_BROKER_URL": "memory://",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "ORACLE_ROLE": "scan",
-        "BITVAVO_API_URL": simulator.api_url,
-        "OPENAI_API_KEY": "",
-        **simulator.readonly_env(),
-    }
-
-    def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    run("manage.py", "migrate", "--noinput")
-    run("manage.py", "demo_setup")
+    run = sqlite_demo(
+        tmp_path,
+        {
+            "ORACLE_ROLE": "scan",
+            "BITVAVO_API_URL": simulator.api_url,
+            "OPENAI_API_KEY": "",
+            **simulator.readonly_env(),
+        },
+    )
     created = (timezone.now() - timedelta(hours=2)).replace(microsecond=0)
     simulator.control.pin_closes(
         "ETH-EUR", {minute_of(created + timedelta(hours=1)) * 60_000: "3300"}

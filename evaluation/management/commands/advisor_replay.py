@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.replay import advisor_replay
-from scheduler.advisors import LlmAdvisor, OfflineAdvisor, advisor_get
+from scheduler.advisors import LlmAdvisor, OfflineAdvisor, advisor_get, advisor_limits
 from trading.models import Policy
 from trading.services import MARKET_PATTERN
 
@@ -45,11 +45,8 @@ class Command(BaseCommand):
                 raise CommandError("--advisor llm needs --user: its calls use that budget.")
         else:
             chosen = OfflineAdvisor()
-        limits = {
-            "min_order_eur": (policy or Policy()).min_order_eur,
-            "max_order_eur": (policy or Policy()).max_order_eur,
-            "min_confidence": (policy or Policy()).min_confidence,
-        }
+        # Without a user, a new policy's defaults.
+        limits = advisor_limits(policy or Policy())
         result = advisor_replay(
             market=market,
             days=days,
