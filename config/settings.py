@@ -6,6 +6,7 @@ LLM secrets are not read here: each client reads its own key when first used, so
 whose role does not need a key never holds it.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "scheduler",
     "trading",
     "ops",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +200,8 @@ CELERY_TASK_ROUTES = {
     "scheduler.tasks.*": {"queue": "scan"},
     "budget.tasks.*": {"queue": "scan"},
     "exchange.tasks.*": {"queue": "scan"},
+    # Scoring reads public market data only; the scan worker is the one that reads markets.
+    "evaluation.tasks.*": {"queue": "scan"},
     "trading.tasks.notify_*": {"queue": "notify"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -218,11 +222,28 @@ BITVAVO_ACCESS_WINDOW_MS = env.int("BITVAVO_ACCESS_WINDOW_MS", default=10000)
 BITVAVO_CONNECT_TIMEOUT = env.float("BITVAVO_CONNECT_TIMEOUT", default=3.0)
 BITVAVO_READ_TIMEOUT = env.float("BITVAVO_READ_TIMEOUT", default=10.0)
 LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
+# The taker fee a market order pays, each way: proposals are scored after it (in and out).
+BITVAVO_TAKER_FEE = Decimal(env.str("BITVAVO_TAKER_FEE", default="0.0025"))
 
 # --- LLM ----------------------------------------------------------------------------------
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=30.0)
+# What a model costs, EUR per million tokens, prompt:completion, per model. A model not
+# listed has an unknown (empty) cost; the offline advisor costs nothing.
+LLM_PRICES_EUR_PER_MTOK = {
+    model.strip(): tuple(Decimal(price) for price in prices.split(":"))
+    for model, _, prices in (
+        item.partition("=")
+        for item in env.list(
+            "LLM_PRICES_EUR_PER_MTOK",
+            default=["gpt-4o-mini=0.14:0.55", "gpt-4o=2.30:9.20", "gpt-4.1-mini=0.37:1.47"],
+        )
+    )
+}
+# The advisor's own scored proposals shown back to it in the prompt: at most this many
+# tokens (about four characters each).
+ADVISOR_TRACK_RECORD_MAX_TOKENS = env.int("ADVISOR_TRACK_RECORD_MAX_TOKENS", default=600)
 
 # --- Execution ------------------------------------------------------------------------------
 # A SUBMITTING execution is looked up only once its request can no longer be in flight.

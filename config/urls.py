@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.exceptions import api_not_found
+from evaluation import urls as evaluation_urls
 from ops import urls as ops_urls
 
 api_v1 = [
@@ -12,6 +13,7 @@ api_v1 = [
     path("", include("scheduler.urls")),
     path("", include("notifications.urls")),
     path("", include(ops_urls.api_urlpatterns)),
+    path("", include(evaluation_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
@@ -20,6 +22,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", include("ops.urls")),
+    path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -20,7 +20,11 @@ from trading.services import proposal_validate_fields
 
 PROPOSE = "propose"
 NO_TRADE = "no_trade"
-MAX_COMPLETION_TOKENS = 400
+MAX_COMPLETION_TOKENS = 500
+# Stored with every decision; bumped whenever what the advisor is shown or asked changes.
+# v2: several timeframes with indicators, the advisor's own scored record, an exit plan.
+PROMPT_VERSION = "v2"
+MAX_EXIT_HORIZON_HOURS = 30 * 24
 
 # Strict structured output: every key is present, the ones a "no trade" does not need are null.
 OUTPUT_SCHEMA = {
@@ -35,8 +39,32 @@ OUTPUT_SCHEMA = {
         },
         "confidence": {"type": "integer", "enum": [0, 25, 50, 75, 100]},
         "rationale": {"type": "string", "description": "Why, in at most 500 characters."},
+        "exit_plan": {
+            "type": ["object", "null"],
+            "description": "For a proposal: where you would take the loss or the profit.",
+            "properties": {
+                "stop_loss": {"type": ["string", "null"], "description": "A price."},
+                "take_profit": {"type": ["string", "null"], "description": "A price."},
+                "horizon_hours": {"type": ["integer", "null"]},
+            },
+            "required": ["stop_loss", "take_profit", "horizon_hours"],
+            "additionalProperties": False,
+        },
+        "invalidation": {
+            "type": ["string", "null"],
+            "description": "What would show the idea wrong, in a sentence.",
+        },
     },
-    "required": ["decision", "market", "side", "amount_eur", "confidence", "rationale"],
+    "required": [
+        "decision",
+        "market",
+        "side",
+        "amount_eur",
+        "confidence",
+        "rationale",
+        "exit_plan",
+        "invalidation",
+    ],
     "additionalProperties": False,
 }
 
@@ -44,10 +72,14 @@ RESPONSE_SCHEMA = {"name": "trade_advice", "strict": True, "schema": OUTPUT_SCHE
 
 SYSTEM_PROMPT = (
     "You review crypto markets on Bitvavo for one user and may propose at most one spot "
-    "trade. You get a market snapshot (relative values: 0.012 means +1.2%) and the user's "
-    'limits. Answer "no_trade" unless one of the given markets shows a clear edge. '
+    "trade. You get a market snapshot (relative values: 0.012 means +1.2%) with 1 h, 4 h "
+    "and 1 d candles summarised by indicators, the user's limits, and your own last scored "
+    "proposals on these markets (net_return after fees per horizon in hours; hit means it "
+    'earned money). Answer "no_trade" unless one of the given markets shows a clear edge. '
     'Otherwise "propose" one trade in one of the given markets, with amount_eur between '
-    "min_order_eur and max_order_eur and an honest confidence. A human reviews every "
+    "min_order_eur and max_order_eur, an exit plan (stop-loss and take-profit prices, a "
+    "horizon in hours), what would invalidate the idea, and a confidence that your record "
+    "would support: most trades lose to doing nothing after fees. A human reviews every "
     "proposal before anything is executed."
 )
 
@@ -66,10 +98,30 @@ class Advice:
     amount_eur: Decimal
     confidence: int
     rationale: str
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    exit_horizon_hours: int | None = None
+    invalidation: str = ""
 
 
 def _as_json(data: dict) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def advisor_limits(policy) -> dict:
+    """The user's limits as the advisor is given them."""
+    return {
+        "min_order_eur": policy.min_order_eur,
+        "max_order_eur": policy.max_order_eur,
+        "min_confidence": policy.min_confidence,
+    }
+
+
+def advisor_input(*, snapshot: dict, limits: dict, track_record: list) -> dict:
+    """What an advisor is given, exactly as the LLM reads it and as the decision stores it."""
+    return json.loads(
+        _as_json({"markets": snapshot, "limits": limits, "track_record": list(track_record)})
+    )
 
 
 def advice_parse(*, text: str | None, markets: list[str]) -> Advice | None:
@@ -105,12 +157,58 @@ def advice_parse(*, text: str | None, markets: list[str]) -> Advice | None:
         raise invalid(error.extra["field"], error.message) from None
     if market not in markets:
         raise invalid("market", f"{market} is not one of the scanned markets.")
-    return Advice(market, side, amount, confidence, rationale)
+    stop_loss, take_profit, horizon = _exit_plan_parse(data.get("exit_plan"), side, invalid)
+    invalidation = data.get("invalidation") or ""
+    if not isinstance(invalidation, str) or len(invalidation) > 1000 or "\x00" in invalidation:
+        raise invalid("invalidation", "The invalidation must be text of at most 1000 characters.")
+    return Advice(
+        market, side, amount, confidence, rationale, stop_loss, take_profit, horizon, invalidation
+    )
+
+
+def _exit_plan_parse(plan, side: str, invalid) -> tuple[Decimal | None, Decimal | None, int | None]:
+    """The optional exit plan: positive prices on the right sides of each other, a horizon of
+    1 hour to MAX_EXIT_HORIZON_HOURS. Absent or null is no plan."""
+    if plan is None:
+        return None, None, None
+    if not isinstance(plan, dict):
+        raise invalid("exit_plan", "The exit plan must be an object or null.")
+    prices = []
+    for name in ("stop_loss", "take_profit"):
+        value = plan.get(name)
+        if value is None:
+            prices.append(None)
+            continue
+        try:
+            price = Decimal(str(value)) if not isinstance(value, bool | float) else None
+        except ArithmeticError:
+            price = None
+        if price is None or not price.is_finite() or price <= 0 or price > Decimal("1e15"):
+            raise invalid(f"exit_plan.{name}", f"The {name} must be a positive price.")
+        prices.append(price.quantize(Decimal("1e-12")).normalize())
+    stop_loss, take_profit = prices
+    if stop_loss is not None and take_profit is not None:
+        # A buy's stop is below its target; a sell's above.
+        if (stop_loss >= take_profit) if side == "buy" else (stop_loss <= take_profit):
+            raise invalid("exit_plan.stop_loss", f"The stop-loss is on the wrong side of a {side}.")
+    horizon = plan.get("horizon_hours")
+    if horizon is not None and (
+        isinstance(horizon, bool)
+        or not isinstance(horizon, int)
+        or not 1 <= horizon <= MAX_EXIT_HORIZON_HOURS
+    ):
+        raise invalid(
+            "exit_plan.horizon_hours",
+            f"The horizon must be a whole number of hours from 1 to {MAX_EXIT_HORIZON_HOURS}.",
+        )
+    return stop_loss, take_profit, horizon
 
 
 class LlmAdvisor:
     """The LLM through the openai package, with SDK retries off: a retry would be an
     uncounted call. A retry, if any, is a new admission through the budget."""
+
+    name = "llm"
 
     def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float):
         self.model = model
@@ -119,21 +217,24 @@ class LlmAdvisor:
         )
 
     @staticmethod
-    def _prompt(snapshot: dict, limits: dict) -> str:
-        return _as_json({"markets": snapshot, "limits": limits})
+    def _prompt(snapshot: dict, limits: dict, track_record: list) -> str:
+        return _as_json(advisor_input(snapshot=snapshot, limits=limits, track_record=track_record))
 
-    def tokens_estimate(self, *, snapshot: dict, limits: dict) -> int:
+    def tokens_estimate(self, *, snapshot: dict, limits: dict, track_record: list = ()) -> int:
         # About four characters a token, plus the most the answer may use.
-        prompt = SYSTEM_PROMPT + self._prompt(snapshot, limits)
+        prompt = SYSTEM_PROMPT + self._prompt(snapshot, limits, list(track_record))
         return len(prompt) // 4 + MAX_COMPLETION_TOKENS
 
-    def advise(self, *, snapshot: dict, limits: dict) -> AdvisorReply:
+    def advise(self, *, snapshot: dict, limits: dict, track_record: list = ()) -> AdvisorReply:
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
                 messages=[
                     {"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": self._prompt(snapshot, limits)},
+                    {
+                        "role": "user",
+                        "content": self._prompt(snapshot, limits, list(track_record)),
+                    },
                 ],
                 response_format={"type": "json_schema", "json_schema": RESPONSE_SCHEMA},
                 max_completion_tokens=MAX_COMPLETION_TOKENS,
@@ -164,16 +265,18 @@ class OfflineAdvisor:
     user's minimum amount, more confidence for a steadier move.
     """
 
+    name = "offline"
     model = "offline-momentum-v1"
     MIN_MOVE = Decimal("0.01")
     MAX_VOLATILITY = Decimal("0.05")
     # Noise floor: a dead-flat market would otherwise score infinitely well.
     MIN_VOLATILITY = Decimal("0.0005")
 
-    def tokens_estimate(self, *, snapshot: dict, limits: dict) -> int:
+    def tokens_estimate(self, *, snapshot: dict, limits: dict, track_record: list = ()) -> int:
         return 0
 
-    def advise(self, *, snapshot: dict, limits: dict) -> AdvisorReply:
+    def advise(self, *, snapshot: dict, limits: dict, track_record: list = ()) -> AdvisorReply:
+        # The rules ignore the record: they are the fixed baseline the LLM is measured against.
         return AdvisorReply(_as_json(self.decide(snapshot=snapshot, limits=limits)), 0, 0)
 
     def decide(self, *, snapshot: dict, limits: dict) -> dict:
@@ -194,6 +297,8 @@ class OfflineAdvisor:
                 "confidence": 0,
                 "rationale": f"No market moved {self.MIN_MOVE:.0%} in 24 hours with calm "
                 f"enough hourly swings (at most {self.MAX_VOLATILITY:.0%}).",
+                "exit_plan": None,
+                "invalidation": None,
             }
         score, market, move, noise = best
         return {
@@ -204,6 +309,8 @@ class OfflineAdvisor:
             "confidence": 75 if score >= 10 else 50 if score >= 5 else 25,
             "rationale": f"{market} moved {move:+.2%} in 24 hours with hourly volatility "
             f"{noise:.2%} (momentum score {score:.1f}).",
+            "exit_plan": None,
+            "invalidation": None,
         }
 
 

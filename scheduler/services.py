@@ -30,9 +30,12 @@ from budget.services import budget_admit, budget_close
 from core.counters import counter_add
 from core.errors import DomainError
 from core.logs import log_event
+from evaluation.models import AdvisorDecision
+from evaluation.selectors import advisor_track_record
+from evaluation.services import advisor_decision_record
 from exchange.readonly import ReadonlyClient
 from notifications.services import Event, notification_enqueue
-from scheduler.advisors import Advice, advice_parse, advisor_get
+from scheduler.advisors import Advice, advice_parse, advisor_get, advisor_input, advisor_limits
 from scheduler.errors import (
     AdvisorOutputInvalid,
     ScanError,
@@ -358,11 +361,13 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     scan_job_extend_lease(job_id=job_id, lock_token=lock_token)
 
     advisor = advisor_get()
-    limits = {
-        "min_order_eur": policy.min_order_eur,
-        "max_order_eur": policy.max_order_eur,
-        "min_confidence": policy.min_confidence,
-    }
+    limits = advisor_limits(policy)
+    track_record = advisor_track_record(user_id=job.user_id, model=advisor.model, markets=markets)
+    decided = _decision_recorder(
+        job=job,
+        advisor=advisor,
+        prompt_input=advisor_input(snapshot=snapshot, limits=limits, track_record=track_record),
+    )
     try:
         usage = budget_admit(
             user_id=job.user_id,
@@ -371,7 +376,9 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
             model=advisor.model,
             reason="scan",
             scan_job_id=job_id,
-            tokens_estimate=advisor.tokens_estimate(snapshot=snapshot, limits=limits),
+            tokens_estimate=advisor.tokens_estimate(
+                snapshot=snapshot, limits=limits, track_record=track_record
+            ),
         )
     except BudgetExhausted as refusal:
         notification_enqueue(
@@ -389,7 +396,7 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
 
     reply = None
     try:
-        reply = advisor.advise(snapshot=snapshot, limits=limits)
+        reply = advisor.advise(snapshot=snapshot, limits=limits, track_record=track_record)
         advice = advice_parse(text=reply.text, markets=markets)
     except Exception as error:
         # The call counts whatever happened; its row is closed with what is known.
@@ -401,6 +408,7 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
             completion_tokens=reply.completion_tokens if reply else None,
             error=reason,
         )
+        decided(AdvisorDecision.Decision.REJECTED, reply=reply, reason=reason)
         if not isinstance(error, AdvisorOutputInvalid):
             raise
         logger.warning(
@@ -418,8 +426,21 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         completion_tokens=reply.completion_tokens,
     )
     if advice is None:
+        decided(AdvisorDecision.Decision.NO_TRADE, reply=reply)
         return ScanOutcome(job_id, ScanOutcome.NO_TRADE, reply.text[:500], usage_id=usage.pk)
-    proposal = _scan_proposal_store(job=job, lock_token=lock_token, advice=advice)
+    try:
+        proposal = _scan_proposal_store(
+            job=job,
+            lock_token=lock_token,
+            advice=advice,
+            price=snapshot[advice.market]["last"],
+            decided=lambda proposal: decided(
+                AdvisorDecision.Decision.PROPOSE, reply=reply, proposal=proposal, advice=advice
+            ),
+        )
+    except ScanLeaseLost as error:
+        decided(AdvisorDecision.Decision.REJECTED, reply=reply, reason=f"{error.code}: {error}")
+        raise
     return ScanOutcome(
         job_id,
         ScanOutcome.PROPOSED,
@@ -438,14 +459,35 @@ def _advisor_error_text(error: Exception) -> str:
     return f"ADVISOR_CRASHED: {error!r}"
 
 
-def _scan_proposal_store(*, job: ScanJob, lock_token: uuid.UUID, advice: Advice) -> TradeProposal:
+def _decision_recorder(*, job: ScanJob, advisor, prompt_input: dict):
+    """Records this scan's advisor decision: one call per scan that reached the advisor."""
+
+    def decided(decision: str, *, reply=None, reason: str = "", proposal=None, advice=None):
+        return advisor_decision_record(
+            user_id=job.user_id,
+            scan_job_id=job.pk,
+            advisor=advisor,
+            prompt_input=prompt_input,
+            reply=reply,
+            decision=decision,
+            reason=reason,
+            proposal=proposal,
+            advice=advice,
+        )
+
+    return decided
+
+
+def _scan_proposal_store(
+    *, job: ScanJob, lock_token: uuid.UUID, advice: Advice, price, decided
+) -> TradeProposal:
     with transaction.atomic():
         # The job row stays locked while the proposal is written, so a lease taken over
         # after expiry cannot overlap with this write: either the token matches or nothing.
         held = ScanJob.objects.select_for_update().filter(pk=job.pk, lock_token=lock_token)
         if not list(held.values_list("pk", flat=True)):
             raise ScanLeaseLost(f"Scan job #{job.pk} was taken over; its proposal is dropped.")
-        return proposal_create(
+        proposal = proposal_create(
             user=job.user,
             market=advice.market,
             side=advice.side,
@@ -454,7 +496,11 @@ def _scan_proposal_store(*, job: ScanJob, lock_token: uuid.UUID, advice: Advice)
             rationale=advice.rationale,
             source=TradeProposal.Source.SCAN,
             scan_job=job,
+            # The price the advisor saw: the snapshot's last, read moments ago.
+            price_at_proposal=price,
         )
+        decided(proposal)
+        return proposal
 
 
 MAX_MARKETS_PER_JOB = 20

@@ -10,6 +10,7 @@ from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from budget.models import GptUsageLog
+from evaluation.models import AdvisorDecision, ProposalOutcome
 from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
 from scheduler.models import ScanJob
 from trading.models import (
@@ -167,3 +168,33 @@ class NotificationDeliveryFactory(factory.django.DjangoModelFactory):
     dedupe_key = factory.Sequence(lambda n: f"kill_switch:{n}")
     subject = "Trading turned off"
     payload = factory.LazyFunction(dict)
+
+
+class AdvisorDecisionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AdvisorDecision
+
+    user = factory.SubFactory(UserFactory)
+    advisor = "llm"
+    model = "gpt-4o-mini"
+    prompt_version = "v2"
+    input = factory.LazyFunction(lambda: {"markets": {}, "limits": {}, "track_record": []})
+    raw_reply = '{"decision": "no_trade"}'
+    decision = AdvisorDecision.Decision.NO_TRADE
+    prompt_tokens = 300
+    completion_tokens = 40
+    cost_eur = Decimal("0.00006400")
+
+
+class ProposalOutcomeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProposalOutcome
+
+    proposal = factory.SubFactory(TradeProposalFactory)
+    user = factory.SelfAttribute("proposal.user")
+    horizon_hours = 24
+    candle_at = factory.LazyFunction(timezone.now)
+    entry_price = Decimal("60000")
+    price = Decimal("61200")
+    net_return = Decimal("0.015")
+    hit = True

@@ -207,3 +207,28 @@ def queue_drain(queue: str) -> list[tuple[str, list]]:
             args, _kwargs, _embed = message.decode()
             taken.append((message.headers["task"], args))
     return taken
+
+
+def sqlite_demo(tmp_path: Path, env: dict[str, str]) -> Callable[..., str]:
+    """A runner of `python ARGS...` on a fresh SQLite demo database under `tmp_path` (a
+    filesystem cache, an in-memory broker, plus `env`): each call asserts success and
+    returns stdout. The database is migrated and set up (`demo_setup`) first."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "CACHE_URL": f"filecache://{tmp_path / 'cache'}",
+        "CELERY_BROKER_URL": "memory://",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        **env,
+    }
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    run("manage.py", "migrate", "--noinput")
+    run("manage.py", "demo_setup")
+    return run

@@ -122,7 +122,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     actions = ("approve_selected", "reject_selected", "execute_selected")
     inlines = (ProposalEventInline,)
-    readonly_fields = [f.name for f in TradeProposal._meta.fields]
+    readonly_fields = [f.name for f in TradeProposal._meta.fields] + ["exit_plan"]
     change_list_template = "admin/trading/tradeproposal/change_list.html"
     change_form_template = "admin/trading/tradeproposal/change_form.html"
 
@@ -140,6 +140,25 @@ class TradeProposalAdmin(admin.ModelAdmin):
 
     def has_override_permission(self, request):
         return request.user.has_perm("trading.override_guards")
+
+    @admin.display(description="advisor's exit plan")
+    def exit_plan(self, proposal: TradeProposal) -> str:
+        """What the advisor said it would do next (no order uses it yet)."""
+        decision = getattr(proposal, "advisor_decision", None)
+        if decision is None:
+            return "-"
+        parts = [
+            f"{label} {value}"
+            for label, value in (
+                ("stop-loss", decision.stop_loss),
+                ("take-profit", decision.take_profit),
+                ("within hours:", decision.exit_horizon_hours),
+            )
+            if value is not None
+        ]
+        if decision.invalidation:
+            parts.append(f"invalid if: {decision.invalidation}")
+        return "; ".join(parts) or "-"
 
     @admin.display(description="age")
     def age(self, proposal: TradeProposal) -> str:

@@ -203,6 +203,9 @@ class TradeProposal(models.Model):
     )
     policy_hash = models.CharField(max_length=64)
     policy_snapshot = models.JSONField()
+    # The market's last price read when the proposal was stored: what it is scored from.
+    # Empty only if the exchange did not answer then; scoring fills it from the candle.
+    price_at_proposal = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     override_cooldown = models.BooleanField(default=False)
     override_anti_flip = models.BooleanField(default=False)
     override_reason = models.TextField(blank=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -11,6 +12,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from exchange.errors import ExchangeError
+from exchange.readonly import ReadonlyClient
 from notifications.services import Event, notification_enqueue, task_publish
 from trading.claim import ExecutionOutcome, claim_withdraw, execution_claim
 from trading.errors import (
@@ -30,6 +33,8 @@ from trading.models import (
     TradeProposal,
 )
 from trading.selectors import policy_get_for_user
+
+logger = logging.getLogger(__name__)
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
 MAX_RATIONALE_LENGTH = 4000
@@ -73,6 +78,17 @@ def proposal_validate_fields(
     return market.strip().upper(), side, amount, int(confidence), rationale
 
 
+def market_last_price(market: str) -> Decimal | None:
+    """The market's last price through the read-only client (public data, no key needed),
+    read before any transaction opens. None when the exchange does not answer: the proposal
+    is still stored, and scoring takes its price from the candle of that minute."""
+    try:
+        return ReadonlyClient().ticker_price(market)
+    except ExchangeError as error:
+        logger.warning("no last price for %s when storing a proposal: %s", market, error.code)
+        return None
+
+
 def proposal_create(
     *,
     user,
@@ -84,11 +100,15 @@ def proposal_create(
     source: str,
     scan_job=None,
     actor=None,
+    price_at_proposal: Decimal | None = None,
 ) -> TradeProposal:
-    """Stores a PENDING proposal with the policy it was made under (snapshot and hash)."""
+    """Stores a PENDING proposal with the policy it was made under (snapshot and hash) and
+    the market's last price: the scan's own reading, or one read now (API, admin)."""
     market, side, amount, confidence, rationale = proposal_validate_fields(
         market=market, side=side, amount_eur=amount_eur, confidence=confidence, rationale=rationale
     )
+    if price_at_proposal is None:
+        price_at_proposal = market_last_price(market)
     with transaction.atomic():
         policy = policy_get_for_user(user=user)
         snapshot, policy_hash = policy.snapshot_and_hash()
@@ -104,6 +124,7 @@ def proposal_create(
             expires_at=timezone.now() + timedelta(minutes=policy.proposal_ttl_minutes),
             policy_snapshot=snapshot,
             policy_hash=policy_hash,
+            price_at_proposal=price_at_proposal,
         )
         proposal.full_clean()
         proposal.save()

@@ -20,7 +20,8 @@ class SimulatorControl:
 
     def reset(self) -> None:
         """Back to the starting balances, all markets trading, no orders, faults, fill modes or
-        bans, the default rate limit, no clock skew, lenient signing."""
+        bans, the default rate limit, no clock skew, lenient signing, no pinned closes, the
+        starting length of history."""
         self._call("POST", "reset")
 
     def inject(
@@ -111,6 +112,20 @@ class SimulatorControl:
     def set_clock_skew(self, ms: int) -> None:
         """Runs the exchange's clock `ms` ahead of ours (GET /time and the access window)."""
         self._call("POST", "clock-skew", {"ms": ms})
+
+    def pin_closes(self, market: str, closes: dict[int, Decimal | str]) -> None:
+        """The 1-minute candle starting at each timestamp (ms) closes at the given price: a
+        known price at a known minute. reset() unpins them."""
+        self._call(
+            "POST",
+            "closes",
+            {"market": market, "closes": {str(ms): str(p) for ms, p in closes.items()}},
+        )
+
+    def set_history_days(self, days: int) -> None:
+        """The price walk starts `days` before now (default 3): more history for a replay.
+        Resets everything else, as reset() does; reset() restores the starting length."""
+        self._call("POST", "history", {"days": days})
 
     def state(self) -> dict:
         """Pending faults and fill modes, the number of orders (and of orders not yet showing

@@ -409,7 +409,9 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         state = self.state
         body = json.loads(raw_body) if raw_body else {}
         if path == "/_sim/reset" and method == "POST":
-            state.reset()
+            with state.lock:
+                state.history_days = state.initial_history_days
+                state.reset()
             return 200, {"ok": True}
         if path == "/_sim/faults" and method == "POST":
             if body.get("kind") not in FAULTS:
@@ -460,6 +462,23 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             with state.lock:
                 state.strict_signing = bool(body["strict"])
             return 200, {"ok": True}
+        if path == "/_sim/closes" and method == "POST":
+            market = body.get("market")
+            if market not in MARKETS:
+                raise SimulatorError(400, 205, "market parameter is invalid.")
+            state.pin_closes(
+                market,
+                {int(ms) // 60_000: Decimal(str(p)) for ms, p in body["closes"].items()},
+            )
+            return 200, {"ok": True}
+        if path == "/_sim/history" and method == "POST":
+            days = int(body["days"])
+            if not 1 <= days <= 400:
+                raise SimulatorError(400, 205, "days must be from 1 to 400.")
+            with state.lock:
+                state.history_days = days
+                state.reset()
+            return 200, {"ok": True}
         if path == "/_sim/state" and method == "GET":
             with state.lock:
                 return 200, {
@@ -506,12 +525,14 @@ class SimulatorServer:
         trade_pair: tuple[str, str] | None = None,
         seed: int = 7,
         balances: dict[str, Decimal] | None = None,
+        history_days: int = 3,
     ) -> None:
         env_readonly, env_trade = key_pairs_from_env()
         self.readonly_pair = readonly_pair or env_readonly
         self.trade_pair = trade_pair or env_trade
         self.state = SimulatorState(
             seed=seed,
+            history_days=history_days,
             starting_balances=dict(balances or DEFAULT_BALANCES),
             keys={
                 self.readonly_pair[0]: ApiKey(self.readonly_pair[1], frozenset({"view"})),

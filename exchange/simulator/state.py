@@ -2,7 +2,8 @@
 
 Everything is in memory behind one lock; the HTTP layer (server.py) only parses requests
 and renders answers. Prices are a seeded random walk per market, one step a minute, so the
-same seed gives the same prices and candles.
+same seed gives the same prices and candles. The walk starts `history_days` before the last
+reset; a test may pin the close of given minutes (`pinned`) to know a price exactly.
 """
 
 from __future__ import annotations
@@ -162,9 +163,12 @@ class SimulatorState:
     keys: dict[str, ApiKey] = field(default_factory=dict)
     starting_balances: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_BALANCES))
     lookup_closed_by_client_order_id: bool = False
+    history_days: int = 3
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
+        # What the control API's reset goes back to.
+        self.initial_history_days = self.history_days
         self.walk_seeds = {
             market: int(hashlib.sha256(f"{self.seed}:{market}".encode()).hexdigest()[:8], 16)
             for market in MARKETS
@@ -193,8 +197,10 @@ class SimulatorState:
             self.strict_signing = False
             # The exchange's clock minus ours: what GET /time and the access window see.
             self.clock_skew_ms = 0
-            self.walk_start_minute = now_ms() // MINUTE_MS - 3 * 1440
+            self.walk_start_minute = now_ms() // MINUTE_MS - self.history_days * 1440
             self.closes: dict[str, list[Decimal]] = {market: [] for market in MARKETS}
+            # Closes set by the control API for single minutes: {market: {minute: close}}.
+            self.pinned: dict[str, dict[int, Decimal]] = {market: {} for market in MARKETS}
 
     def server_time_ms(self) -> int:
         return now_ms() + self.clock_skew_ms
@@ -213,7 +219,16 @@ class SimulatorState:
                 closes.append(self.to_tick(market, closes[-1] * (1 + step)))
             start = first - self.walk_start_minute
             before = [closes[0]] * max(0, min(-start, last - first + 1))
-            return before + closes[max(0, start) : max(0, last - self.walk_start_minute + 1)]
+            walk = before + closes[max(0, start) : max(0, last - self.walk_start_minute + 1)]
+            pinned = self.pinned[market]
+            if not pinned:
+                return walk
+            # A pinned minute closes at its pinned price; the walk itself goes on unchanged.
+            return [pinned.get(first + i, close) for i, close in enumerate(walk)]
+
+    def pin_closes(self, market: str, closes: dict[int, Decimal]) -> None:
+        with self.lock:
+            self.pinned[market].update(closes)
 
     def close_at_minute(self, market: str, minute: int) -> Decimal:
         return self.closes_between(market, minute, minute)[0]

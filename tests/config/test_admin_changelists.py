@@ -12,11 +12,13 @@ from django.utils import timezone
 
 from exchange.models import BalanceSnapshot, ExchangeCall
 from tests.factories import (
+    AdvisorDecisionFactory,
     GptUsageLogFactory,
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
+    ProposalOutcomeFactory,
     ScanJobFactory,
     TradeHistoryFactory,
     UserFactory,
@@ -39,7 +41,7 @@ def add_rows(n: int) -> None:
         user = history.user
         PolicyFactory(user=user)
         ProposalEventFactory(proposal=history.execution.proposal, actor=user)
-        ScanJobFactory(
+        job = ScanJobFactory(
             user=user,
             locked_by="w",
             lock_token=uuid.uuid4(),
@@ -47,6 +49,9 @@ def add_rows(n: int) -> None:
             lock_expires_at=timezone.now(),
         )
         GptUsageLogFactory(user=user, status="RESERVED")
+        proposal = history.execution.proposal
+        AdvisorDecisionFactory(user=user, scan_job=job, proposal=proposal, decision="propose")
+        ProposalOutcomeFactory(proposal=proposal)
         NotificationSettingsFactory(user=user)
         NotificationDeliveryFactory(user=user)
         ExchangeCall.objects.create(key_role="trade", method="POST", path="/order", latency_ms=1)

@@ -20,11 +20,13 @@ from psycopg import sql
 from budget.models import GptBudgetLock
 from config.celery import app
 from tests.factories import (
+    AdvisorDecisionFactory,
     GptUsageLogFactory,
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
+    ProposalOutcomeFactory,
     ScanJobFactory,
     TradeHistoryFactory,
     TradeProposalFactory,
@@ -39,9 +41,10 @@ from trading.models import (
     TradeProposal,
 )
 
-USER_OWNED_TABLES = importlib.import_module(
-    "trading.migrations.0007_row_level_security"
-).USER_OWNED_TABLES
+USER_OWNED_TABLES = (
+    importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES
+    + importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES
+)
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
 # authentication tables must be read before the user is known; the admin log is staff-only.
@@ -64,6 +67,8 @@ def owned_rows(user) -> TradeProposal:
     ScanJobFactory(user=user)
     NotificationSettingsFactory(user=user)
     NotificationDeliveryFactory(user=user)
+    AdvisorDecisionFactory(user=user, proposal=proposal, decision="propose")
+    ProposalOutcomeFactory(proposal=proposal)
     return proposal
 
 

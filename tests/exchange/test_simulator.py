@@ -113,6 +113,40 @@ def test_prices_are_a_seeded_walk():
     assert all(Decimal(row[4]) % 1 == 0 for row in first), "BTC-EUR closes on its 1.00 tick"
 
 
+def test_a_pinned_minute_closes_at_its_price_until_reset():
+    server = SimulatorServer().start()
+    try:
+        minute = now_ms() // 60_000 - 30
+        server.control.pin_closes("ETH-EUR", {minute * 60_000: "1234.5"})
+        path = f"/ETH-EUR/candles?interval=1m&limit=3&end={(minute + 1) * 60_000}"
+        newer, pinned, older = requests.get(server.api_url + path, timeout=10).json()
+        assert pinned[0] == minute * 60_000 and pinned[4] == "1234.5"
+        assert newer[1] == "1234.5", "the next minute opens at the pinned close"
+        assert older[4] != "1234.5"
+        server.control.reset()
+        assert requests.get(server.api_url + path, timeout=10).json()[1][4] != "1234.5"
+    finally:
+        server.stop()
+
+
+def test_the_history_can_be_made_longer_and_reset_restores_its_length():
+    server = SimulatorServer().start()
+    try:
+        path = f"/BTC-EUR/candles?interval=1d&limit=10&end={now_ms()}"
+
+        def moving_days() -> int:
+            rows = requests.get(server.api_url + path, timeout=10).json()
+            return sum(1 for row in rows if row[2] != row[3])  # high ≠ low: the walk ran
+
+        assert moving_days() == 4  # three days back, and today
+        server.control.set_history_days(8)
+        assert moving_days() == 9
+        server.control.reset()
+        assert moving_days() == 4
+    finally:
+        server.stop()
+
+
 def test_the_access_window_and_key_checks(exchange):
     url, pair = exchange.api_url, exchange.server.readonly_pair
     assert signed_get(url, pair, "/balance").status_code == 200

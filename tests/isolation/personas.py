@@ -18,11 +18,13 @@ from django.utils import timezone
 
 from exchange.models import BalanceSnapshot, ExchangeCall
 from tests.factories import (
+    AdvisorDecisionFactory,
     GptUsageLogFactory,
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
     ProposalEventFactory,
+    ProposalOutcomeFactory,
     ScanJobFactory,
     TradeExecutionFactory,
     TradeHistoryFactory,
@@ -31,7 +33,7 @@ from tests.factories import (
 )
 from trading.models import EmergencyStop
 
-OUR_APPS = ("trading", "notifications", "scheduler", "budget", "exchange")
+OUR_APPS = ("trading", "notifications", "scheduler", "budget", "exchange", "evaluation")
 MARKER = "ZQX"
 MARKET = f"{MARKER}-EUR"
 
@@ -92,6 +94,14 @@ class World:
             lock_expires_at=now + timedelta(minutes=2),
         )
         self.usage = GptUsageLogFactory(user=self.alice, model=f"{MARKER}-model", status="RESERVED")
+        self.decision = AdvisorDecisionFactory(
+            user=self.alice,
+            scan_job=self.scan_job,
+            model=f"{MARKER}-model",
+            decision="propose",
+            proposal=self.proposal,
+        )
+        self.outcome = ProposalOutcomeFactory(proposal=self.proposal, horizon_hours=24)
         mail = f"{MARKER}@example.com"
         self.notification_settings = NotificationSettingsFactory(user=self.alice, email=mail)
         self.delivery = NotificationDeliveryFactory(user=self.alice, destination=mail)

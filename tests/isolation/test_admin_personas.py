@@ -17,7 +17,7 @@ from django.forms.models import model_to_dict
 from django.urls import URLPattern, reverse
 
 from tests.factories import UserFactory
-from tests.isolation.personas import OUR_APPS, World, database_state, url_routes
+from tests.isolation.personas import MARKER, OUR_APPS, World, database_state, url_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,8 @@ ACTION_CASES = {
         False,
     ),
     ("notifications.notificationdelivery", "delete_selected"): ("delivery", {"post": "yes"}, False),
+    ("evaluation.advisordecision", "delete_selected"): ("decision", {"post": "yes"}, False),
+    ("evaluation.proposaloutcome", "delete_selected"): ("outcome", {"post": "yes"}, False),
 }
 
 # Pages the console adds, and the change forms of what staff may edit: (url name, World
@@ -64,7 +66,7 @@ PAGE_CASES = {
     "scheduler_scanjob_change": ("scan_job", lambda w: change_form(w.scan_job, enabled=False)),
 }
 # Read-only pages outside admin.site's own URLs; each needs view permissions.
-READ_PAGES = {"admin-dashboard"}
+READ_PAGES = {"admin-dashboard", "admin-scorecard"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -171,9 +173,20 @@ def test_staff_without_permissions_is_refused_every_console_page(client, world, 
     assert database_state() == before
 
 
-def test_staff_without_permissions_does_not_see_the_dashboard(client, world):
+@pytest.mark.parametrize("name", sorted(READ_PAGES))
+def test_staff_without_permissions_does_not_see_a_read_page(client, world, name):
     client.force_login(world.charlie_bare)
-    assert client.get(reverse("admin-dashboard")).status_code == 403
+    assert client.get(reverse(name)).status_code == 403
+
+
+@pytest.mark.parametrize("name", sorted(READ_PAGES))
+def test_staff_who_may_view_see_a_read_page_with_every_users_rows(client, world, name):
+    # The control: charlie holds the view permissions and sees alice's rows there.
+    client.force_login(world.charlie)
+    response = client.get(reverse(name))
+    assert response.status_code == 200
+    if name == "admin-scorecard":
+        assert MARKER in response.content.decode()
 
 
 @pytest.fixture

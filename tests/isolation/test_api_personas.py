@@ -44,6 +44,7 @@ OWN_CASES = {
     "notifications": [("get", None), ("patch", {"email": "someone@example.com"})],
     "notification-secret": [("post", {})],
     "notification-delivery-list": [("get", None)],
+    "scorecard": [("get", None), ("get", {"horizon": 24})],
 }
 
 # No user data behind these.

@@ -38,8 +38,9 @@ def test_setup_periodic_tasks_upserts_by_name_and_keeps_history(capsys):
         "budget.tasks.close_abandoned_reservations",
         "trading.tasks.expire_proposals",
         "trading.tasks.reconcile_submitting_executions",
+        "evaluation.tasks.score_proposals",
     }
-    assert PeriodicTask.objects.count() == 6
+    assert PeriodicTask.objects.count() == 7
     assert "updated: scheduler: dispatch due scans every 30s" in capsys.readouterr().out
 
 

@@ -2,11 +2,7 @@
 read and written through the ORM there, one statement at a time) places one order per
 proposal and records it, in real processes against the simulator."""
 
-import os
-import subprocess
-import sys
-
-from tests.workers import ROOT
+from tests.workers import sqlite_demo
 
 SETUP = """
 import django; django.setup()
@@ -32,27 +28,15 @@ print(execution.status, execution.exchange_order_id, TradeHistory.objects.count(
 
 def test_the_demo_database_executes_a_proposal_once(simulator, tmp_path):
     simulator.control.reset()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-        "CACHE_URL": f"filecache://{tmp_path / 'cache'}",
-        "CELERY_BROKER_URL": "memory://",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "ORACLE_ROLE": "execute",
-        "BITVAVO_API_URL": simulator.api_url,
-        **simulator.readonly_env(),
-        **simulator.trade_env(),
-    }
-
-    def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    run("manage.py", "migrate", "--noinput")
-    run("manage.py", "demo_setup")
+    run = sqlite_demo(
+        tmp_path,
+        {
+            "ORACLE_ROLE": "execute",
+            "BITVAVO_API_URL": simulator.api_url,
+            **simulator.readonly_env(),
+            **simulator.trade_env(),
+        },
+    )
     proposal_id = run("-c", SETUP)
 
     first = run("manage.py", "execute_proposal", proposal_id)

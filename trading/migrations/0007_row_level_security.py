@@ -36,9 +36,18 @@ POLICY_RULE = """
 
 
 def enable(apps, schema_editor):
+    enable_on(schema_editor, USER_OWNED_TABLES)
+
+
+def disable(apps, schema_editor):
+    disable_on(schema_editor, USER_OWNED_TABLES)
+
+
+def enable_on(schema_editor, tables) -> None:
+    """The policy on `tables`; a later app's migration calls it for its own tables."""
     if schema_editor.connection.vendor != "postgresql":
         return
-    for table in USER_OWNED_TABLES:
+    for table in tables:
         schema_editor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         schema_editor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {table}")
@@ -48,10 +57,10 @@ def enable(apps, schema_editor):
         )
 
 
-def disable(apps, schema_editor):
+def disable_on(schema_editor, tables) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    for table in USER_OWNED_TABLES:
+    for table in tables:
         schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {table}")
         schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
         schema_editor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")

@@ -14,6 +14,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--seed", type=int, default=7, help="seed of the price walk")
         parser.add_argument(
+            "--history-days",
+            type=int,
+            default=3,
+            help="days of price history before start (candles, replays)",
+        )
+        parser.add_argument(
             "--balance",
             action="append",
             default=[],
@@ -23,9 +29,13 @@ class Command(BaseCommand):
             + "); any given replaces the defaults",
         )
 
-    def handle(self, *args, port, host, seed, balance, **options):
+    def handle(self, *args, port, host, seed, balance, history_days, **options):
         balances = dict(_balance(item) for item in balance) or None
-        server = SimulatorServer(port=port, host=host, seed=seed, balances=balances)
+        if not 1 <= history_days <= 400:
+            raise CommandError("--history-days must be from 1 to 400")
+        server = SimulatorServer(
+            port=port, host=host, seed=seed, balances=balances, history_days=history_days
+        )
         self.stdout.write(f"Bitvavo simulator on {server.api_url}")
         for label, pair, demo in (
             ("read-only key (view) ", server.readonly_pair, DEMO_READONLY),

@@ -24,6 +24,8 @@ PERIODIC_TASKS = [
         "trading.tasks.reconcile_submitting_executions",
         60,
     ),
+    # Proposals whose 1/4/24/72 h horizon passed are scored from public candles.
+    ("evaluation: score proposals", "evaluation.tasks.score_proposals", 300),
 ]
 
 
