@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "budget",
     "scheduler",
     "trading",
+    "portfolio",
 ]
 
 MIDDLEWARE = [
@@ -189,6 +190,8 @@ CELERY_TASK_ROUTES = {
     "scheduler.tasks.*": {"queue": "scan"},
     "budget.tasks.*": {"queue": "scan"},
     "exchange.tasks.*": {"queue": "scan"},
+    # Valuation reads public market data; the scan worker already talks to the exchange.
+    "portfolio.tasks.*": {"queue": "scan"},
     "trading.tasks.notify_*": {"queue": "notify"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -226,6 +229,10 @@ EXECUTION_CLAIM_STALE_SECONDS = env.int("EXECUTION_CLAIM_STALE_SECONDS", default
 BALANCE_MAX_AGE_SECONDS = env.int("BALANCE_MAX_AGE_SECONDS", default=600)
 # Market rules (status, minimums) are cached this long between executions.
 MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)
+
+# --- Portfolio ----------------------------------------------------------------------------
+# Last prices used to value positions are at most this old (shared cache).
+PORTFOLIO_PRICE_CACHE_SECONDS = env.int("PORTFOLIO_PRICE_CACHE_SECONDS", default=30)
 
 # --- Scans --------------------------------------------------------------------------------
 # A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.

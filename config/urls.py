@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from config import observability
 from config.dashboard import dashboard_view
 from config.exceptions import api_not_found
+from portfolio import apis as portfolio_apis
+from portfolio.console import portfolio_ledger_view, portfolio_view
 from trading import apis
 
 api_v1 = [
@@ -57,6 +59,8 @@ api_v1 = [
         apis.NotificationDeliveryDetailApi.as_view(),
         name="notification-delivery-detail",
     ),
+    path("positions/", portfolio_apis.PositionListApi.as_view(), name="position-list"),
+    path("ledger.csv", portfolio_apis.LedgerCsvApi.as_view(), name="ledger-csv"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
@@ -67,6 +71,12 @@ urlpatterns = [
     path("healthz", observability.healthz, name="healthz"),
     path("metrics", observability.metrics, name="metrics"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
+    path("admin/portfolio/", admin.site.admin_view(portfolio_view), name="admin-portfolio"),
+    path(
+        "admin/portfolio/ledger.csv",
+        admin.site.admin_view(portfolio_ledger_view),
+        name="admin-portfolio-ledger",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]
