@@ -18,7 +18,9 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def fill(minutes, side, quantity, price, fee, *, asset="BTC", fee_currency="EUR", fee_eur=None):
     quantity, price, fee = D(quantity), D(price), D(fee)
     if fee_eur is None:
-        fee_eur = fee_in_eur(fee=fee, fee_currency=fee_currency, asset=asset, price=price, rate=None)
+        fee_eur = fee_in_eur(
+            fee=fee, fee_currency=fee_currency, asset=asset, price=price, rate=None
+        )
     return Fill(
         executed_at=T0 + timedelta(minutes=minutes),
         market=f"{asset}-EUR",
