@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from budget.models import GptUsageLog
+from portfolio.models import PortfolioSnapshot
 from scheduler.models import ScanJob
 from trading.models import (
     EmergencyStop,
@@ -161,3 +162,17 @@ class NotificationDeliveryFactory(factory.django.DjangoModelFactory):
     dedupe_key = factory.Sequence(lambda n: f"kill_switch:{n}")
     subject = "Trading turned off"
     payload = factory.LazyFunction(dict)
+
+
+class PortfolioSnapshotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PortfolioSnapshot
+
+    user = factory.SubFactory(UserFactory)
+    day = factory.LazyFunction(lambda: timezone.now().date())
+    value_eur = Decimal("27.50")
+    cost_eur = Decimal("25.0625")
+    unrealized_pnl_eur = Decimal("2.4375")
+    realized_pnl_eur = Decimal("0")
+    fees_eur = Decimal("0.0625")
+    taken_at = factory.LazyFunction(timezone.now)

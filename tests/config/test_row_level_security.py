@@ -24,6 +24,7 @@ from tests.factories import (
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
+    PortfolioSnapshotFactory,
     ProposalEventFactory,
     ScanJobFactory,
     TradeHistoryFactory,
@@ -38,9 +39,10 @@ from trading.models import (
     TradeProposal,
 )
 
-USER_OWNED_TABLES = importlib.import_module(
-    "trading.migrations.0007_row_level_security"
-).USER_OWNED_TABLES
+USER_OWNED_TABLES = (
+    *importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES,
+    importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
+)
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
 # authentication tables must be read before the user is known; the admin log is staff-only.
@@ -63,6 +65,7 @@ def owned_rows(user) -> TradeProposal:
     ScanJobFactory(user=user)
     NotificationSettingsFactory(user=user)
     NotificationDeliveryFactory(user=user)
+    PortfolioSnapshotFactory(user=user)
     return proposal
 
 

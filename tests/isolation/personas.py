@@ -21,6 +21,7 @@ from tests.factories import (
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
+    PortfolioSnapshotFactory,
     ProposalEventFactory,
     ScanJobFactory,
     TradeExecutionFactory,
@@ -30,7 +31,7 @@ from tests.factories import (
 )
 from trading.models import EmergencyStop
 
-OUR_APPS = ("trading", "scheduler", "budget", "exchange")
+OUR_APPS = ("trading", "scheduler", "budget", "exchange", "portfolio")
 MARKER = "ZQX"
 MARKET = f"{MARKER}-EUR"
 
@@ -94,6 +95,12 @@ class World:
         mail = f"{MARKER}@example.com"
         self.notification_settings = NotificationSettingsFactory(user=self.alice, email=mail)
         self.delivery = NotificationDeliveryFactory(user=self.alice, destination=mail)
+        self.snapshot = PortfolioSnapshotFactory(
+            user=self.alice,
+            value_eur=None,
+            unrealized_pnl_eur=None,
+            unpriced=[{"asset": MARKER, "code": "PRICE_UNAVAILABLE"}],
+        )
         self.stop = EmergencyStop.objects.get()
         # Process-wide audit rows, not owned by a user: staff may read them, nobody edits them.
         self.exchange_call = ExchangeCall.objects.create(

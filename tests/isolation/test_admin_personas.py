@@ -17,7 +17,7 @@ from django.forms.models import model_to_dict
 from django.urls import URLPattern, get_resolver, reverse
 
 from tests.factories import UserFactory
-from tests.isolation.personas import OUR_APPS, World, database_state
+from tests.isolation.personas import MARKER, OUR_APPS, World, database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,7 @@ ACTION_CASES = {
         False,
     ),
     ("trading.notificationdelivery", "delete_selected"): ("delivery", {"post": "yes"}, False),
+    ("portfolio.portfoliosnapshot", "delete_selected"): ("snapshot", {"post": "yes"}, False),
 }
 
 # Pages the console adds, and the change forms of what staff may edit: (url name, World
@@ -64,7 +65,7 @@ PAGE_CASES = {
     "scheduler_scanjob_change": ("scan_job", lambda w: change_form(w.scan_job, enabled=False)),
 }
 # Read-only pages outside admin.site's own URLs; each needs view permissions.
-READ_PAGES = {"admin-dashboard"}
+READ_PAGES = {"admin-dashboard", "admin-portfolio", "admin-portfolio-ledger"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -175,9 +176,21 @@ def test_staff_without_permissions_is_refused_every_console_page(client, world, 
     assert database_state() == before
 
 
-def test_staff_without_permissions_does_not_see_the_dashboard(client, world):
+@pytest.mark.parametrize("name", sorted(READ_PAGES))
+def test_staff_without_permissions_does_not_see_the_read_pages(client, world, name):
     client.force_login(world.charlie_bare)
-    assert client.get(reverse("admin-dashboard")).status_code == 403
+    assert client.get(reverse(name)).status_code == 403
+
+
+@pytest.mark.parametrize("name", ["admin-portfolio", "admin-portfolio-ledger"])
+def test_staff_who_may_view_see_the_portfolio_of_the_user_they_choose(client, world, name):
+    # The control for the test above: the same page, with view permissions, shows alice's.
+    client.force_login(world.charlie)
+    before = database_state()
+    response = client.get(reverse(name), {"user": world.alice.pk})
+    assert response.status_code == 200
+    assert MARKER in response.content.decode()
+    assert database_state() == before
 
 
 @pytest.fixture

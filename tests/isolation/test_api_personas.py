@@ -7,6 +7,7 @@ The table covers every URL under /api/v1/: a new endpoint without a case fails t
 
 import pytest
 from django.urls import URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from tests.api.test_proposals_api import client_for
 from tests.isolation.personas import MARKER, World, database_state, owned_state
@@ -44,6 +45,8 @@ OWN_CASES = {
     "notifications": [("get", None), ("patch", {"email": "someone@example.com"})],
     "notification-secret": [("post", {})],
     "notification-delivery-list": [("get", None)],
+    "position-list": [("get", None)],
+    "ledger-csv": [("get", None), ("get", {"year": str(timezone.now().year)})],
 }
 
 # No user data behind these.

@@ -9,13 +9,7 @@ from budget.models import GptUsageLog
 from portfolio.services import daily_summaries_send
 from tests.factories import GptUsageLogFactory, PolicyFactory, TradeProposalFactory, UserFactory
 from tests.portfolio.test_positions_api import T0, alices_fills
-from tests.trading.test_notifications import (  # noqa: F401 - fixtures
-    handle,
-    notify_queue,
-    notify_settings,
-    verify,
-    webhook,
-)
+from tests.trading.test_notifications import handle, verify
 from trading.notifications import notification_deliver, notification_settings_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
