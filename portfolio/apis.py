@@ -6,8 +6,9 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -75,20 +76,21 @@ class PositionListApi(APIView):
 # --- the ledger as CSV ------------------------------------------------------------------------
 
 
-class CsvRenderer(BaseRenderer):
-    """Lets `Accept: text/csv` through content negotiation; the CSV itself is built whole
-    by the view (its query runs inside the request's scope, never after it)."""
+class AnswerAsDocumented(BaseContentNegotiation):
+    """The answer is the CSV, or an error in JSON, whatever Accept or ?format= ask for: the
+    CSV is built whole by the view (its query runs inside the request's scope, never after)."""
 
-    media_type = "text/csv"
-    format = "csv"
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class LedgerCsvApi(APIView):
     permission_classes = [IsAuthenticated]
-    renderer_classes = [JSONRenderer, CsvRenderer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AnswerAsDocumented
 
     @extend_schema(
         parameters=[
@@ -104,10 +106,3 @@ class LedgerCsvApi(APIView):
     def get(self, request):
         year = ledger_year(request.query_params.get("year"), default=timezone.now().year)
         return ledger_response(user=request.user, year=year)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Errors are JSON whatever was asked for: one error shape everywhere.
-        if isinstance(response, Response):
-            request.accepted_renderer = JSONRenderer()
-            request.accepted_media_type = JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)
