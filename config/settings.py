@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "trading",
     "ops",
     "evaluation",
+    "portfolio",
 ]
 
 MIDDLEWARE = [
@@ -202,6 +203,8 @@ CELERY_TASK_ROUTES = {
     "exchange.tasks.*": {"queue": "scan"},
     # Scoring reads public market data only; the scan worker is the one that reads markets.
     "evaluation.tasks.*": {"queue": "scan"},
+    # Valuation reads public market data; the scan worker already talks to the exchange.
+    "portfolio.tasks.*": {"queue": "scan"},
     "trading.tasks.notify_*": {"queue": "notify"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -258,6 +261,10 @@ EXECUTION_FILL_WAIT_SECONDS = env.float("EXECUTION_FILL_WAIT_SECONDS", default=2
 BALANCE_MAX_AGE_SECONDS = env.int("BALANCE_MAX_AGE_SECONDS", default=600)
 # Market rules (status, minimums) are cached this long between executions.
 MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)
+
+# --- Portfolio ----------------------------------------------------------------------------
+# Last prices used to value positions are at most this old (shared cache).
+PORTFOLIO_PRICE_CACHE_SECONDS = env.int("PORTFOLIO_PRICE_CACHE_SECONDS", default=30)
 
 # --- Scans --------------------------------------------------------------------------------
 # A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.

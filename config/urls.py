@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.exceptions import api_not_found
 from evaluation import urls as evaluation_urls
 from ops import urls as ops_urls
+from portfolio import urls as portfolio_urls
 
 api_v1 = [
     path("", include("trading.urls")),
@@ -14,6 +15,7 @@ api_v1 = [
     path("", include("notifications.urls")),
     path("", include(ops_urls.api_urlpatterns)),
     path("", include(evaluation_urls.api_urlpatterns)),
+    path("", include(portfolio_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
@@ -23,6 +25,7 @@ api_v1 = [
 urlpatterns = [
     path("", include("ops.urls")),
     path("", include("evaluation.urls")),
+    path("", include("portfolio.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -19,6 +19,7 @@ class NotificationEvent(models.TextChoices):
     EMERGENCY_STOP = "emergency_stop", "The operator emergency stop was flipped"
     BUDGET_EXHAUSTED = "budget_exhausted", "The LLM budget ran out"
     SCAN_LOCK_RECOVERED = "scan_lock_recovered", "A scan lock was recovered"
+    DAILY_SUMMARY = "daily_summary", "The day's trades and profit (a daily heartbeat)"
 
 
 def all_notification_events() -> list[str]:

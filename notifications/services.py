@@ -284,6 +284,23 @@ def _scan_lock_recovered(facts: dict) -> Notice:
     )
 
 
+def _daily_summary(facts: dict) -> Notice:
+    # The figures were computed by the sender (portfolio); one notice per user and day.
+    summary = facts["summary"]
+    trades, pnl = summary["trades"], summary["pnl"]
+    since = pnl["since_day_start_eur"]
+    return Notice(
+        key=f"daily_summary:{summary['day']}",
+        subject=(
+            f"Daily summary {summary['day']}: {trades['fills']} trades, PnL "
+            f"{since + ' EUR' if since is not None else 'unknown'}, "
+            f"{summary['proposals_pending']} proposals pending"
+        ),
+        data={**summary, "url": settings.CONSOLE_BASE_URL.rstrip("/") + reverse("admin-portfolio")},
+        occurred_at=summary["portfolio"]["valued_at"],
+    )
+
+
 # How each event reads. The events about trading's own rows are added by trading
 # (trading/notices.py, through `notice_builder`): this app reads no other app's tables.
 NOTICE_BUILDERS: dict[str, Callable[[dict], Notice | None]] = {
@@ -291,6 +308,7 @@ NOTICE_BUILDERS: dict[str, Callable[[dict], Notice | None]] = {
     Event.EMERGENCY_STOP: _emergency_stop,
     Event.BUDGET_EXHAUSTED: _budget_exhausted,
     Event.SCAN_LOCK_RECOVERED: _scan_lock_recovered,
+    Event.DAILY_SUMMARY: _daily_summary,
 }
 
 

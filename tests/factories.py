@@ -12,6 +12,7 @@ from django.utils import timezone
 from budget.models import GptUsageLog
 from evaluation.models import AdvisorDecision, ProposalOutcome
 from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
+from portfolio.models import PortfolioSnapshot
 from scheduler.models import ScanJob
 from trading.models import (
     EmergencyStop,
@@ -198,3 +199,15 @@ class ProposalOutcomeFactory(factory.django.DjangoModelFactory):
     price = Decimal("61200")
     net_return = Decimal("0.015")
     hit = True
+class PortfolioSnapshotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PortfolioSnapshot
+
+    user = factory.SubFactory(UserFactory)
+    day = factory.LazyFunction(lambda: timezone.now().date())
+    value_eur = Decimal("27.50")
+    cost_eur = Decimal("25.0625")
+    unrealized_pnl_eur = Decimal("2.4375")
+    realized_pnl_eur = Decimal("0")
+    fees_eur = Decimal("0.0625")
+    taken_at = factory.LazyFunction(timezone.now)

@@ -101,6 +101,10 @@ class SimulatorControl:
         it."""
         self._call("POST", "market-rules", {"market": market, "rules": rules})
 
+    def set_price(self, market: str, price: Decimal | str) -> None:
+        """Fixes the market's last price (tickers and fills) until reset()."""
+        self._call("POST", "price", {"market": market, "price": str(price)})
+
     def set_rate_limit(self, points_per_minute: int) -> None:
         """The per-key budget a minute (Bitvavo's default is 1000); reset() restores it."""
         self._call("POST", "rate-limit", {"points_per_minute": points_per_minute})

@@ -450,6 +450,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             with state.lock:
                 state.rule_changes.setdefault(body["market"], {}).update(body["rules"])
             return 200, {"ok": True}
+        if path == "/_sim/price" and method == "POST":
+            with state.lock:
+                state.pinned_prices[body["market"]] = Decimal(str(body["price"]))
+            return 200, {"ok": True}
         if path == "/_sim/rate-limit" and method == "POST":
             with state.lock:
                 state.rate_limit = int(body["points_per_minute"])

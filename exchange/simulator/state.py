@@ -180,6 +180,8 @@ class SimulatorState:
             self.status = {market: "trading" for market in MARKETS}
             # Changes to a market's published rules (decimals, minimums), by field name.
             self.rule_changes: dict[str, dict] = {}
+            # Last prices fixed by the control API (tickers and fills), instead of the walk.
+            self.pinned_prices: dict[str, Decimal] = {}
             self.balances = {
                 asset: [Decimal(amount), Decimal("0")]
                 for asset, amount in self.starting_balances.items()
@@ -238,6 +240,9 @@ class SimulatorState:
         return max(tick, (price / tick).to_integral_value(rounding=ROUND_DOWN) * tick)
 
     def price(self, market: str) -> Decimal:
+        pinned = self.pinned_prices.get(market)
+        if pinned is not None:
+            return pinned
         return self.close_at_minute(market, now_ms() // MINUTE_MS)
 
     def candles(self, market: str, minutes: int, limit: int, end_ms: int | None) -> list:

@@ -39,7 +39,8 @@ def delivery_for(user, **fields) -> NotificationDelivery:
 def test_before_any_change_nothing_is_configured_and_nothing_is_stored(alice):
     body = client_for(alice).get(URL).json()
     assert body["webhook_url"] == "" and body["email"] == "" and body["webhook_secret"] == ""
-    assert "execution_ended" in body["events"] and len(body["events"]) == 6
+    assert "execution_ended" in body["events"] and "daily_summary" in body["events"]
+    assert len(body["events"]) == 7
     assert not NotificationSettings.objects.exists()
 
 

@@ -29,6 +29,7 @@ from tests.factories import (
     PolicyFactory,
     ScanJobFactory,
     TradeExecutionFactory,
+    TradeHistoryFactory,
     TradeProposalFactory,
     UserFactory,
 )
@@ -68,6 +69,9 @@ def persona_data() -> dict[str, list[int]]:
     executions = [TradeExecutionFactory(proposal__user=alice)]
     jobs = [ScanJobFactory(user=alice)]
     GptUsageLogFactory(user=alice, status="RESERVED")
+    # Fills to value (BTC-EUR, priced by the simulator) and to export.
+    TradeHistoryFactory(execution__proposal__user=alice)
+    TradeHistoryFactory(execution__proposal__user=alice, execution__proposal__side="sell")
     proposals.append(TradeProposalFactory(user=bob))
     executions.append(TradeExecutionFactory(proposal__user=bob))
     jobs.append(ScanJobFactory(user=bob))

@@ -17,6 +17,7 @@ from tests.factories import (
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
+    PortfolioSnapshotFactory,
     ProposalEventFactory,
     ProposalOutcomeFactory,
     ScanJobFactory,
@@ -54,6 +55,7 @@ def add_rows(n: int) -> None:
         ProposalOutcomeFactory(proposal=proposal)
         NotificationSettingsFactory(user=user)
         NotificationDeliveryFactory(user=user)
+        PortfolioSnapshotFactory(user=user)
         ExchangeCall.objects.create(key_role="trade", method="POST", path="/order", latency_ms=1)
         BalanceSnapshot.objects.create(
             asset=uuid.uuid4().hex[:8], available=1, in_order=0, fetched_at=timezone.now()

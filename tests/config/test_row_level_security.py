@@ -25,6 +25,7 @@ from tests.factories import (
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
+    PortfolioSnapshotFactory,
     ProposalEventFactory,
     ProposalOutcomeFactory,
     ScanJobFactory,
@@ -42,8 +43,9 @@ from trading.models import (
 )
 
 USER_OWNED_TABLES = (
-    importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES
-    + importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES
+    *importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES,
+    *importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES,
+    importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -69,6 +71,7 @@ def owned_rows(user) -> TradeProposal:
     NotificationDeliveryFactory(user=user)
     AdvisorDecisionFactory(user=user, proposal=proposal, decision="propose")
     ProposalOutcomeFactory(proposal=proposal)
+    PortfolioSnapshotFactory(user=user)
     return proposal
 
 

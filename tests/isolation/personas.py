@@ -23,6 +23,7 @@ from tests.factories import (
     NotificationDeliveryFactory,
     NotificationSettingsFactory,
     PolicyFactory,
+    PortfolioSnapshotFactory,
     ProposalEventFactory,
     ProposalOutcomeFactory,
     ScanJobFactory,
@@ -33,7 +34,15 @@ from tests.factories import (
 )
 from trading.models import EmergencyStop
 
-OUR_APPS = ("trading", "notifications", "scheduler", "budget", "exchange", "evaluation")
+OUR_APPS = (
+    "trading",
+    "notifications",
+    "scheduler",
+    "budget",
+    "exchange",
+    "evaluation",
+    "portfolio",
+)
 MARKER = "ZQX"
 MARKET = f"{MARKER}-EUR"
 
@@ -105,6 +114,12 @@ class World:
         mail = f"{MARKER}@example.com"
         self.notification_settings = NotificationSettingsFactory(user=self.alice, email=mail)
         self.delivery = NotificationDeliveryFactory(user=self.alice, destination=mail)
+        self.snapshot = PortfolioSnapshotFactory(
+            user=self.alice,
+            value_eur=None,
+            unrealized_pnl_eur=None,
+            unpriced=[{"asset": MARKER, "code": "PRICE_UNAVAILABLE"}],
+        )
         self.stop = EmergencyStop.objects.get()
         # Process-wide audit rows, not owned by a user: staff may read them, nobody edits them.
         self.exchange_call = ExchangeCall.objects.create(

@@ -51,6 +51,7 @@ ACTION_CASES = {
     ("notifications.notificationdelivery", "delete_selected"): ("delivery", {"post": "yes"}, False),
     ("evaluation.advisordecision", "delete_selected"): ("decision", {"post": "yes"}, False),
     ("evaluation.proposaloutcome", "delete_selected"): ("outcome", {"post": "yes"}, False),
+    ("portfolio.portfoliosnapshot", "delete_selected"): ("snapshot", {"post": "yes"}, False),
 }
 
 # Pages the console adds, and the change forms of what staff may edit: (url name, World
@@ -66,7 +67,7 @@ PAGE_CASES = {
     "scheduler_scanjob_change": ("scan_job", lambda w: change_form(w.scan_job, enabled=False)),
 }
 # Read-only pages outside admin.site's own URLs; each needs view permissions.
-READ_PAGES = {"admin-dashboard", "admin-scorecard"}
+READ_PAGES = {"admin-dashboard", "admin-scorecard", "admin-portfolio", "admin-portfolio-ledger"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -187,6 +188,15 @@ def test_staff_who_may_view_see_a_read_page_with_every_users_rows(client, world,
     assert response.status_code == 200
     if name == "admin-scorecard":
         assert MARKER in response.content.decode()
+@pytest.mark.parametrize("name", ["admin-portfolio", "admin-portfolio-ledger"])
+def test_staff_who_may_view_see_the_portfolio_of_the_user_they_choose(client, world, name):
+    # The control for the test above: the same page, with view permissions, shows alice's.
+    client.force_login(world.charlie)
+    before = database_state()
+    response = client.get(reverse(name), {"user": world.alice.pk})
+    assert response.status_code == 200
+    assert MARKER in response.content.decode()
+    assert database_state() == before
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ The table covers every URL under /api/v1/: a new endpoint without a case fails t
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.api.test_proposals_api import client_for
 from tests.isolation.personas import MARKER, World, database_state, owned_state, url_routes
@@ -45,6 +46,8 @@ OWN_CASES = {
     "notification-secret": [("post", {})],
     "notification-delivery-list": [("get", None)],
     "scorecard": [("get", None), ("get", {"horizon": 24})],
+    "position-list": [("get", None)],
+    "ledger-csv": [("get", None), ("get", {"year": str(timezone.now().year)})],
 }
 
 # No user data behind these.

@@ -40,7 +40,7 @@ def test_setup_periodic_tasks_upserts_by_name_and_keeps_history(capsys):
         "trading.tasks.reconcile_submitting_executions",
         "evaluation.tasks.score_proposals",
     }
-    assert PeriodicTask.objects.count() == 7
+    assert PeriodicTask.objects.count() == 9
     assert "updated: scheduler: dispatch due scans every 30s" in capsys.readouterr().out
 
 

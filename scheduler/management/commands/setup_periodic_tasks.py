@@ -4,7 +4,7 @@ An entry an operator disabled stays disabled."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 PERIODIC_TASKS = [
     # (name, task, every N seconds)
@@ -26,6 +26,14 @@ PERIODIC_TASKS = [
     ),
     # Proposals whose 1/4/24/72 h horizon passed are scored from public candles.
     ("evaluation: score proposals", "evaluation.tasks.score_proposals", 300),
+    # Today's portfolio value per user; the day's row is replaced, so it ends as its close.
+    ("portfolio: snapshot values", "portfolio.tasks.snapshot_portfolios", 3600),
+]
+
+DAILY_TASKS = [
+    # (name, task, UTC hour, minute)
+    # Yesterday's trades and profit to every user who wants it: also the heartbeat.
+    ("portfolio: daily summary", "portfolio.tasks.send_daily_summaries", 0, 5),
 ]
 
 
@@ -44,3 +52,20 @@ class Command(BaseCommand):
                 create_defaults={"task": task, "interval": schedule, "enabled": True},
             )
             self.stdout.write(f"{'created' if created else 'updated'}: {name} every {seconds}s")
+        for name, task, hour, minute in DAILY_TASKS:
+            schedule, _ = CrontabSchedule.objects.get_or_create(
+                minute=str(minute),
+                hour=str(hour),
+                day_of_week="*",
+                day_of_month="*",
+                month_of_year="*",
+                timezone="UTC",
+            )
+            _, created = PeriodicTask.objects.update_or_create(
+                name=name,
+                defaults={"task": task, "crontab": schedule, "interval": None},
+                create_defaults={"task": task, "crontab": schedule, "enabled": True},
+            )
+            self.stdout.write(
+                f"{'created' if created else 'updated'}: {name} daily at {hour:02}:{minute:02} UTC"
+            )
