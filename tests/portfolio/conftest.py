@@ -8,7 +8,7 @@ import pytest
 from tests.factories import TradeHistoryFactory
 
 # The notification tests' fixtures: the notify queue, a local webhook receiver, settings.
-from tests.trading.test_notifications import notify_queue, notify_settings, webhook  # noqa: F401
+from tests.notifications.test_notifications import notify_queue, notify_settings, webhook  # noqa: F401
 
 
 def history(user, market, side, amount, price, fee, at, *, fee_currency=None, order_id=None):

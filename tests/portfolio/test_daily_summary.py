@@ -10,7 +10,7 @@ from notifications.services import notification_deliver, notification_settings_u
 from portfolio.services import daily_summaries_send
 from tests.factories import GptUsageLogFactory, PolicyFactory, TradeProposalFactory, UserFactory
 from tests.portfolio.test_positions_api import T0, alices_fills
-from tests.trading.test_notifications import handle, verify
+from tests.notifications.test_notifications import handle, verify
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -121,7 +121,7 @@ def test_a_scan_worker_whose_key_can_trade_refuses_to_start(exchange):
 def broker_down():
     """The broker at a closed port for every publish made through the fast-failing
     connection, until the test says it is back."""
-    from trading import notifications
+    from notifications import services as notifications
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
