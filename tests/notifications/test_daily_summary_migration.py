@@ -1,4 +1,4 @@
-"""trading 0008: users who kept every event get daily_summary too; a chosen subset stays."""
+"""notifications 0002: users who kept every event get daily_summary too; a chosen subset stays."""
 
 import importlib
 
@@ -10,7 +10,7 @@ from tests.factories import NotificationSettingsFactory
 
 pytestmark = pytest.mark.django_db
 
-migration = importlib.import_module("trading.migrations.0008_notification_event_daily_summary")
+migration = importlib.import_module("notifications.migrations.0002_daily_summary_event")
 
 
 def test_users_with_every_earlier_event_are_subscribed_to_the_summary():
