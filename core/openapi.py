@@ -13,11 +13,13 @@ ERROR_SCHEMA = {
 }
 
 ERROR_DESCRIPTIONS = {
-    "400": "Bad input (INVALID_INPUT, MALFORMED_REQUEST or a domain code naming the field).",
+    "400": "Bad input (INVALID_INPUT, MALFORMED_REQUEST, JSON_TOO_DEEP, TEXT_NOT_STORABLE or a "
+    "domain code naming the field).",
     "401": "No or bad credentials (NOT_AUTHENTICATED, AUTHENTICATION_FAILED).",
     "403": "Not permitted (PERMISSION_DENIED).",
     "404": "Not found, or another user's object (…_NOT_FOUND).",
     "409": "The state forbids it (PROPOSAL_STATE_CONFLICT, PROPOSAL_EXPIRED, PREFLIGHT_REFUSED).",
+    "413": "The body is over DATA_UPLOAD_MAX_MEMORY_SIZE (REQUEST_TOO_LARGE).",
     "415": "Unsupported body type (UNSUPPORTED_MEDIA_TYPE).",
     "503": "The execute queue is unreachable (BROKER_UNAVAILABLE): nothing was claimed.",
 }
@@ -31,7 +33,7 @@ def _error_statuses(path: str, method: str, operation: dict) -> list[str]:
     if "{" in path:
         statuses.append("404")
     if writes:
-        statuses += ["409", "415"]
+        statuses += ["409", "413", "415"]
     if path.endswith("/execute/"):
         statuses.append("503")
     return statuses

@@ -122,7 +122,14 @@ def _webhook_url_clean(value: object) -> str:
             "webhook_url",
             f"The webhook URL may have at most {MAX_URL_LENGTH} characters.",
         )
-    scheme = urlsplit(url).scheme
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port over 65535 or not a number
+    except ValueError:
+        raise _invalid(
+            "WEBHOOK_URL_INVALID", "webhook_url", "The webhook URL is not a valid URL."
+        ) from None
+    scheme = parts.scheme
     if scheme.lower() not in ("http", "https") or url[len(scheme) : len(scheme) + 3] != "://":
         raise _invalid(
             "WEBHOOK_URL_NOT_HTTP", "webhook_url", "The webhook URL must start with http(s)://."

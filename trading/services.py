@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from core.text import unstorable_text_field
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
 from notifications.services import Event, notification_enqueue, task_publish
@@ -37,6 +38,7 @@ from trading.selectors import policy_get_for_user
 logger = logging.getLogger(__name__)
 
 MARKET_PATTERN = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
+AMOUNT_PATTERN = re.compile(r"[0-9]{1,10}(\.[0-9]{1,10})?", re.ASCII)
 MAX_RATIONALE_LENGTH = 4000
 MAX_AMOUNT_EUR = Decimal("1000000")
 
@@ -58,6 +60,11 @@ def proposal_validate_fields(
         raise invalid("side", "The side must be buy or sell.")
     if isinstance(amount_eur, bool | float) or amount_eur is None:
         raise invalid("amount_eur", "The amount must be a decimal number or string, not a float.")
+    if not isinstance(amount_eur, int | Decimal) and not (
+        isinstance(amount_eur, str) and AMOUNT_PATTERN.fullmatch(amount_eur)
+    ):
+        # Decimal() alone also takes "10_000", "1e3", "NaN" and non-ASCII digits.
+        raise invalid("amount_eur", "The amount must be written like 25 or 25.50.")
     try:
         amount = Decimal(str(amount_eur))
     except (InvalidOperation, ValueError):
@@ -66,15 +73,16 @@ def proposal_validate_fields(
         raise invalid("amount_eur", f"The amount must be above 0 and at most {MAX_AMOUNT_EUR} EUR.")
     if amount != amount.quantize(Decimal("0.01")):
         raise invalid("amount_eur", "The amount may have at most 2 decimals.")
-    if isinstance(confidence, bool) or confidence not in CONFIDENCE_LEVELS:
+    # A whole number only: 75.0 == 75 in Python, but it is not what the contract says.
+    if type(confidence) is not int or confidence not in CONFIDENCE_LEVELS:
         raise invalid("confidence", "Confidence must be one of 0, 25, 50, 75, 100.")
     if not isinstance(rationale, str) or len(rationale) > MAX_RATIONALE_LENGTH:
         raise invalid(
             "rationale", f"The rationale must be text of at most {MAX_RATIONALE_LENGTH} characters."
         )
-    if "\x00" in rationale:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail on INSERT.
-        raise invalid("rationale", "The rationale may not contain NUL characters.")
+    if unstorable_text_field(rationale) is not None:
+        # The rule the API's parsers apply to every body, here for the LLM's output.
+        raise invalid("rationale", "The rationale holds a NUL character or a lone surrogate.")
     return market.strip().upper(), side, amount, int(confidence), rationale
 
 

@@ -253,11 +253,12 @@ def test_the_openapi_schema_is_served(alice):
 
 def test_a_rationale_with_a_nul_character_is_refused_not_a_server_error(alice):
     # Found by the schema fuzzer: PostgreSQL text cannot hold NUL, the INSERT failed (500).
+    # The API's parser refuses it for every field (tests/api/test_bad_input.py).
     body = {"market": "BTC-EUR", "side": "buy", "amount_eur": "20", "confidence": 50}
     response = client_for(alice).post(
         "/api/v1/proposals/", {**body, "rationale": "up\x00trend"}, format="json"
     )
-    assert assert_error(response, 400, "PROPOSAL_INVALID")["extra"]["field"] == "rationale"
+    assert assert_error(response, 400, "TEXT_NOT_STORABLE")["extra"]["field"] == "rationale"
     assert not TradeProposal.objects.exists()
 
 

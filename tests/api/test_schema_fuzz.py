@@ -10,9 +10,11 @@ import json
 
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
+from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
@@ -33,7 +35,7 @@ from tests.factories import (
     TradeProposalFactory,
     UserFactory,
 )
-from trading.models import TradeProposal
+from trading.models import NotificationSettings, TradeProposal
 
 EXAMPLES_PER_OPERATION = 20
 
@@ -127,3 +129,58 @@ def test_the_fuzzed_schema_is_the_served_one(db):
     response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert json.loads(response.content) == json.loads(json.dumps(served_schema(), default=str))
+
+
+# Bodies that once reached a 500 or Django's HTML 400 (tests/api/test_bad_input.py has each
+# with its code); here they go to every operation that takes a body.
+HOSTILE_BODIES = {
+    "lone surrogate in rationale": b'{"market": "BTC-EUR", "side": "buy", "amount_eur": "10", '
+    b'"confidence": 50, "rationale": "\\ud800", "reason": "\\ud800"}',
+    "lone surrogate in webhook_url": b'{"webhook_url": "https://hooks.example/\\ud800"}',
+    "NUL in rationale": b'{"market": "BTC-EUR", "side": "buy", "amount_eur": "10", '
+    b'"confidence": 50, "rationale": "a\\u0000b", "reason": "\\u0000"}',
+    "unparsable URL": b'{"webhook_url": "http://[::1/"}',
+    "port over 65535": b'{"webhook_url": "https://hooks.example:65536/"}',
+    "nested body": b"[" * 100_000,
+    "nested field": b'{"rationale": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "underscored amount": b'{"market": "BTC-EUR", "side": "buy", "amount_eur": "10_000", '
+    b'"confidence": 50}',
+    "non-ASCII digits": '{"market": "BTC-EUR", "side": "buy", "amount_eur": "\u0661\u0660", '
+    '"confidence": 50}'.encode(),
+    "float confidence": b'{"market": "BTC-EUR", "side": "buy", "amount_eur": "10", '
+    b'"confidence": 75.0}',
+    "over the size limit": b'{"rationale": "'
+    + b"x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    + b'"}',
+}
+
+
+def body_operations() -> list[tuple[str, str, dict]]:
+    return [
+        (path, method, operation)
+        for path, operations in served_schema()["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+
+
+@pytest.mark.parametrize("name", HOSTILE_BODIES)
+def test_known_hostile_bodies_get_a_documented_error_from_every_operation(name, persona):
+    client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {persona['token']}")
+    before = TradeProposal.objects.count()
+    for path, method, operation in body_operations():
+        url = path.format(**{key: ids[0] for key, ids in persona.items() if key != "token"})
+        response = getattr(client, method)(
+            url, data=HOSTILE_BODIES[name], content_type="application/json"
+        )
+        where = f"{method.upper()} {url}: {response.status_code} {response.content[:200]!r}"
+        # Fields an operation does not take are ignored, so not every answer is an error.
+        assert response.status_code < 500, where
+        assert str(response.status_code) in operation["responses"], where
+        assert response["Content-Type"] == "application/json", where
+        if response.status_code >= 400:
+            body = response.json()
+            assert set(body) == {"code", "message", "extra"}, where
+            assert body["code"].isupper() and body["code"].replace("_", "").isalnum(), where
+    assert TradeProposal.objects.count() == before
+    assert not NotificationSettings.objects.exclude(webhook_url="").exists()

@@ -9,8 +9,8 @@ from budget.models import GptUsageLog
 from notifications.services import notification_deliver, notification_settings_update
 from portfolio.services import daily_summaries_send
 from tests.factories import GptUsageLogFactory, PolicyFactory, TradeProposalFactory, UserFactory
-from tests.portfolio.test_positions_api import T0, alices_fills
 from tests.notifications.test_notifications import handle, verify
+from tests.portfolio.test_positions_api import T0, alices_fills
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -68,6 +68,11 @@ def test_no_trade_is_none():
         ),
         ({**VALID, "rationale": "x" * 100_000}, "rationale"),  # huge rationale
         ({**VALID, "rationale": ["a list"]}, "rationale"),
+        ({**VALID, "rationale": "up\ud800"}, "rationale"),  # no UTF-8 form: not storable
+        ({**VALID, "rationale": "up\x00"}, "rationale"),
+        ({**VALID, "amount_eur": "10_000"}, "amount_eur"),
+        ({**VALID, "amount_eur": "\u0661\u0660"}, "amount_eur"),
+        ({**VALID, "confidence": 75.0}, "confidence"),
         ("[" * 100_000 + "]" * 100_000, "output"),  # nested past the parser's recursion limit
     ],
 )
