@@ -29,43 +29,37 @@ from trading.models import Policy, TradeHistory, TradeProposal
 # --- fills ------------------------------------------------------------------------------------
 
 
-def _history_columns() -> dict[str, str]:
-    """Where each figure of a fill is in trade history. Rows written from a whole order
-    carry no fee currency of their own: the order's, as the exchange answered it, is on the
-    execution; rows written one per exchange fill carry their own."""
-    names = {f.name for f in TradeHistory._meta.concrete_fields}
-
-    def first(*candidates: str) -> str | None:
-        return next((c for c in candidates if c.split("__")[0] in names), None)
-
-    return {
-        "executed_at": "executed_at",
-        "market": "market",
-        "asset": "asset",
-        "side": "side",
-        "quantity": "amount",
-        "price": "price",
-        "amount_eur": first("amount_quote", "amount_eur"),
-        "fee": "fee",
-        "fee_currency": first("fee_currency", "execution__bitvavo_response__feeCurrency"),
-        "fee_eur": first("fee_eur"),
-        "execution_id": "execution_id",
-        "exchange_order_id": first("exchange_order_id", "execution__exchange_order_id"),
-        "fill_id": first("fill_id"),
-    }
+# Where each figure of a fill is in trade history (one row per exchange fill). Rows from
+# before fills were kept carry no fee currency of their own: the order's, as the exchange
+# answered it, is on the execution.
+HISTORY_COLUMNS = {
+    "executed_at": "executed_at",
+    "market": "market",
+    "asset": "asset",
+    "side": "side",
+    "quantity": "amount",
+    "price": "price",
+    "amount_eur": "amount_eur",
+    "fee": "fee",
+    "fee_currency": "fee_currency",
+    "order_fee_currency": "execution__bitvavo_response__feeCurrency",
+    "fee_eur": "fee_eur",
+    "execution_id": "execution_id",
+    "exchange_order_id": "execution__exchange_order_id",
+    "fill_id": "fill_id",
+}
 
 
 def fills_list(*, user, start: datetime | None = None, end: datetime | None = None) -> list[Fill]:
     """The user's fills in time order, in one query (the user's rows of trade_history, with
     the execution joined for the order id), fees converted to EUR."""
-    columns = {name: column for name, column in _history_columns().items() if column}
     rows = TradeHistory.objects.for_user(user)
     if start is not None:
         rows = rows.filter(executed_at__gte=start)
     if end is not None:
         rows = rows.filter(executed_at__lt=end)
     rows = rows.order_by("executed_at", "id").values(
-        **{f"f_{name}": F(column) for name, column in columns.items()}
+        **{f"f_{name}": F(column) for name, column in HISTORY_COLUMNS.items()}
     )
     return [_fill(row) for row in rows]
 
@@ -73,7 +67,9 @@ def fills_list(*, user, start: datetime | None = None, end: datetime | None = No
 def _fill(row: dict) -> Fill:
     values = {name[2:]: value for name, value in row.items()}
     asset, fee, price = values["asset"], values["fee"], values["price"]
-    fee_currency = str(values.get("fee_currency") or _quote_of(values["market"])).upper()
+    fee_currency = str(
+        values["fee_currency"] or values["order_fee_currency"] or _quote_of(values["market"])
+    ).upper()
     fee_eur = values.get("fee_eur")
     if fee_eur is None:
         needs_rate = fee and fee_currency not in ("EUR", asset.upper())
