@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from notifications.models import NotificationSettings
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
@@ -35,7 +36,7 @@ from tests.factories import (
     TradeProposalFactory,
     UserFactory,
 )
-from trading.models import NotificationSettings, TradeProposal
+from trading.models import TradeProposal
 
 EXAMPLES_PER_OPERATION = 20
 
