@@ -185,14 +185,21 @@ def web_process_report(script: str, *args: str, env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 60, what: str = "condition"):
-    """Polls `condition` until true; fails after `timeout`. In a transactional test every
-    query runs in autocommit, so each poll sees what the children committed."""
+def wait_for(
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 60,
+    what: str = "condition",
+    every: float = 0.2,
+):
+    """Polls `condition` every `every` seconds until true; fails after `timeout`. In a
+    transactional test every query runs in autocommit, so each poll sees what the children
+    committed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 

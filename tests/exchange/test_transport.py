@@ -20,6 +20,7 @@ from exchange.models import ExchangeCall
 from exchange.orders import TradeClient
 from exchange.readonly import ReadonlyClient
 from exchange.transport import RateLimitState
+from tests.workers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -213,8 +214,13 @@ def test_workers_sharing_a_key_stay_under_its_budget_as_the_minute_turns(
     transport = readonly_client._transport
     transport.clock_offset_ms()  # learned as a fresh process would
     exchange.control.set_rate_limit(60)
-    while 60_000 - transport._server_now_ms() % 60_000 > before_the_turn_ms:
-        time.sleep(0.001)  # the exchange's clock decides: start just before its minute turns
+    # The exchange's clock decides: start just before its minute turns (within 2 s).
+    wait_for(
+        lambda: 60_000 - transport._server_now_ms() % 60_000 <= before_the_turn_ms,
+        timeout=10,
+        every=0.001,
+        what=f"the exchange's minute to be {before_the_turn_ms} ms from turning",
+    )
     answered, refused = hammer_with_six_workers(exchange)
     assert exchange.control.state()["answered_429"] == 0, "never banned"
     assert refused == ["EXCHANGE_RATE_LIMITED"] * 6, "every worker stopped itself"
