@@ -8,6 +8,11 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
 
+# Test processes (pytest-xdist): each has its own test database, Redis dbs and simulator
+# (tests/conftest.py); two fit this project's 2-core machine. TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist worksteal
+
 .PHONY: install demo test test-sqlite test-repeat lint check-migrations
 
 $(BIN)/python:
@@ -36,7 +41,7 @@ test: install
 	scripts/services-up
 	scripts/browser-up
 	$(MAKE) lint check-migrations
-	$(TEST_ENV) $(BIN)/pytest
+	$(TEST_ENV) $(BIN)/pytest $(XDIST)
 	$(MAKE) test-sqlite
 
 # The same tests N times in a row, stopping at the first failure:

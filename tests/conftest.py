@@ -1,12 +1,59 @@
+import fcntl
 import io
 import os
+import tempfile
+from urllib.parse import urlsplit, urlunsplit
 
+import environ
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
 from exchange.simulator.server import SimulatorServer
+
+# Parallel runs (`pytest -n 2`, as `make test` does): pytest-django gives each xdist worker
+# its own test database (suffix _gw0, _gw1, …); the simulator already listens on a free port
+# per process. The Redis dbs are shared state too (cache, broker queues, exchange bans): each
+# worker takes its own, REDIS_DB_STRIDE above the given ones per worker index, before any test
+# (or child process, which inherits this environment) touches them.
+REDIS_DB_STRIDE = 4
+
+
+def _worker_redis_url(url: str, index: int, workers: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or index == 0:
+        return url
+    base = int(parts.path.strip("/") or 0)
+    db = base + REDIS_DB_STRIDE * index
+    if base >= REDIS_DB_STRIDE or base + REDIS_DB_STRIDE * (workers - 1) > 15:
+        raise pytest.UsageError(
+            f"{url}: with {workers} test workers, use Redis dbs below {REDIS_DB_STRIDE} "
+            f"(worker i takes db + {REDIS_DB_STRIDE}·i, at most 15)."
+        )
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _own_redis_dbs_per_xdist_worker() -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index, workers = int(worker[2:]), int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    if "CACHE_URL" in os.environ:
+        os.environ["CACHE_URL"] = _worker_redis_url(os.environ["CACHE_URL"], index, workers)
+        # Settings were read before this module: they take the same values (the cache
+        # connection is opened lazily, at the first use).
+        settings.CACHES["default"] = environ.Env.cache_url_config(os.environ["CACHE_URL"])
+    if "CELERY_BROKER_URL" in os.environ:
+        url = _worker_redis_url(os.environ["CELERY_BROKER_URL"], index, workers)
+        os.environ["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL = url
+        from config.celery import app
+
+        app.conf.broker_url = url
+
+
+_own_redis_dbs_per_xdist_worker()
 
 
 def pytest_addoption(parser):
@@ -32,13 +79,31 @@ def _no_connection_left_at_the_end(django_db_setup, django_db_blocker):
     """Child processes and threads may still hold connections to the test database when the
     session ends; dropping it would then fail with a warning. They are cut first."""
     yield
-    if connection.vendor != "postgresql":
-        return  # SQLite's file is removed, not dropped
+    if connection.vendor != "postgresql" or not _test_database_created():
+        return  # SQLite's file is removed, not dropped; or no test needed a database
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def _test_database_created() -> bool:
+    # pytest-django creates the test database only if a selected test uses one.
+    return connection.settings_dict["NAME"] == connection.creation._get_test_db_name()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _commits_do_not_wait_for_the_disk(django_db_setup, django_db_blocker):
+    """The test database is thrown away at the end: its commits (each test's flush, every
+    child process's writes) need not wait for the WAL to reach the disk. Isolation, locks and
+    visibility are unchanged; only durability across a server crash is given up."""
+    if connection.vendor != "postgresql" or not _test_database_created():
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        name = connection.ops.quote_name(connection.settings_dict["NAME"])
+        cursor.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+        cursor.execute("SET synchronous_commit = off")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -69,7 +134,11 @@ def _emergency_stop_row(request):
 @pytest.fixture(scope="session")
 def database_roles(django_db_setup, django_db_blocker) -> dict[str, str]:
     """The web and worker roles (`manage.py db_roles`) on the test database."""
-    with django_db_blocker.unblock():
+    # The roles are the cluster's, not the database's: parallel test workers take turns, as
+    # two concurrent ALTER ROLE of one role fail ("tuple concurrently updated").
+    lock_path = os.path.join(tempfile.gettempdir(), "oracle-test-db-roles.lock")
+    with open(lock_path, "w") as lock, django_db_blocker.unblock():
+        fcntl.flock(lock, fcntl.LOCK_EX)
         call_command("db_roles", stdout=io.StringIO())
     return {"web": "oracle_web", "worker": "oracle_worker"}
 
