@@ -192,6 +192,10 @@ class Transport:
             cache.set(self._offset_key, offset, CLOCK_OFFSET_TTL_SECONDS)
         return offset
 
+    def exchange_now_ms(self) -> int:
+        """Now on the exchange's clock; learns the offset first (raises if it cannot)."""
+        return now_ms() + self.clock_offset_ms()
+
     # --- requests ---
 
     def request(
@@ -377,6 +381,12 @@ class Transport:
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+
+
+def clock_offset_known(base_url: str | None = None) -> int | None:
+    """The offset (ms) the transports of `base_url` last measured, or None: for /metrics."""
+    base_url = (base_url or settings.BITVAVO_API_URL).rstrip("/")
+    return cache.get(f"bitvavo:clock-offset:{base_url}")
 
 
 def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:
