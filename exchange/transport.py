@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from urllib3.exceptions import ConnectTimeoutError
 
+from exchange.call_log import call_log_close, call_log_open
 from exchange.errors import (
     ExchangeError,
     ExchangeNotSent,
@@ -222,22 +223,53 @@ class Transport:
 
         started = time.perf_counter()
         response = None
+        # An order's row goes on a connection of its own, before the request: no failure of
+        # the caller's connection can lose it (exchange/call_log.py).
+        log_row = (
+            self._call_log_open(method, path_with_query, body, client_order_id)
+            if (audit and method == "POST")
+            else None
+        )
         try:
             self.rate_limit.reserve(weight, at_ms=self._server_now_ms())
             headers = self._headers(method, path_with_query, payload, signed)
             response = self._send(method, path_with_query, payload, headers)
             result = self._parse(response)
         except ExchangeError as error:
-            if audit:
+            if log_row is not None:
+                call_log_close(log_row, **_call_outcome(response, None, error, started))
+            elif audit:
                 self._audit(
                     method, path_with_query, body, response, None, error, started, client_order_id
                 )
             raise
-        if audit:
+        except BaseException as error:
+            if log_row is not None:  # our own failure: the request may have gone out
+                outcome = _call_outcome(response, None, None, started)
+                call_log_close(log_row, **{**outcome, "error_code": type(error).__name__[:64]})
+            raise
+        if log_row is not None:
+            call_log_close(log_row, **_call_outcome(response, result, None, started))
+        elif audit:
             self._audit(
                 method, path_with_query, body, response, result, None, started, client_order_id
             )
         return result
+
+    def _call_log_open(self, method, path, body, client_order_id) -> int:
+        try:
+            return call_log_open(
+                key_role=self.key_role,
+                method=method,
+                path=f"{self.path_prefix}{path}",
+                request_body=body,
+                client_order_id=client_order_id,
+            )
+        except Exception as error:
+            raise ExchangeNotSent(
+                f"Could not write the call log row, so the order was not sent: {error}",
+                code="EXCHANGE_CALL_LOG_UNAVAILABLE",
+            ) from error
 
     def _headers(self, method: str, path_with_query: str, payload: str, signed: bool) -> dict:
         headers = {"Accept": "application/json"}
@@ -353,12 +385,7 @@ class Transport:
         """One ExchangeCall row. A failure here is logged, never changes the call's outcome."""
         from exchange.models import ExchangeCall
 
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        if result is None and response is not None:
-            try:
-                result = response.json()
-            except ValueError:
-                result = {"text": response.text[:2000]}
+        outcome = _call_outcome(response, result, error, started)
         try:
             outer_transaction = connection.in_atomic_block
             with transaction.atomic():
@@ -372,15 +399,27 @@ class Transport:
                     method=method,
                     path=f"{self.path_prefix}{path}",
                     request_body=body,
-                    status_code=response.status_code if response is not None else None,
-                    response_body=result,
-                    error_code=error.code if error else "",
-                    error_kind=error.kind if error else "",
-                    latency_ms=latency_ms,
                     client_order_id=client_order_id,
+                    **outcome,
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+
+
+def _call_outcome(response, result, error, started) -> dict:
+    """What an ExchangeCall row records of a call's outcome."""
+    if result is None and response is not None:
+        try:
+            result = response.json()
+        except ValueError:
+            result = {"text": response.text[:2000]}
+    return {
+        "status_code": response.status_code if response is not None else None,
+        "response_body": result,
+        "error_code": error.code if error else "",
+        "error_kind": error.kind if error else "",
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+    }
 
 
 def clock_offset_known(base_url: str | None = None) -> int | None:

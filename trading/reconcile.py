@@ -34,9 +34,7 @@ def _find_order(execution: TradeExecution, client: TradeClient, offset_ms: int) 
     if execution.exchange_order_id:  # sent and answered, not final then: found by its id
         order = client.get_order(market=execution.market, order_id=execution.exchange_order_id)
     else:
-        order = client.get_order(
-            market=execution.market, client_order_id=execution.client_order_id
-        )
+        order = client.get_order(market=execution.market, client_order_id=execution.client_order_id)
     if order is not None:
         return order
     # A lookup by client order id may miss closed orders: list the market's orders around
@@ -100,9 +98,9 @@ def _next_due(now: datetime) -> TradeExecution | None:
         status=Status.SUBMITTING,
         submitting_at__lt=now - timedelta(seconds=settings.EXECUTION_RECONCILE_AFTER_SECONDS),
     ).exclude(last_reconciled_at__gte=now)
-    for execution in due.order_by(
-        F("last_reconciled_at").asc(nulls_first=True), "submitting_at"
-    )[:5]:
+    for execution in due.order_by(F("last_reconciled_at").asc(nulls_first=True), "submitting_at")[
+        :5
+    ]:
         taken = TradeExecution.objects.filter(
             pk=execution.pk,
             status=Status.SUBMITTING,
@@ -154,6 +152,11 @@ def executions_reconcile(*, client: TradeClient | None = None) -> dict[str, int]
     return counts
 
 
+def exchange_clock_offset_ms(*, client: TradeClient | None = None) -> int:
+    """The exchange's clock minus ours (ms), for comparing its timestamps with ours."""
+    return (client or TradeClient()).clock_offset_ms()
+
+
 def exchange_orders_between(
     *,
     markets: list[str],
@@ -166,9 +169,12 @@ def exchange_orders_between(
     lists of `page` (Bitvavo's maximum is 1,000). Read-only calls, with the trade key:
     Bitvavo lists orders only for a key with the Trade permission."""
     client = client or TradeClient()
+    # In exchange time, widened by the drift: the exchange stamps orders on its own clock.
+    offset = client.clock_offset_ms()
     found: dict[str, dict] = {}
     for market in markets:
-        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        start_ms = int(start.timestamp() * 1000) + offset - abs(offset)
+        end_ms = int(end.timestamp() * 1000) + offset + abs(offset)
         while True:
             rows = client.list_orders(market=market, start_ms=start_ms, end_ms=end_ms, limit=page)
             new = {row["orderId"]: row for row in rows if row["orderId"] not in found}

@@ -1,0 +1,99 @@
+"""Sends and reconciles on real Celery workers, over real Redis and PostgreSQL, against the
+simulator: the database connection cut mid-order, and slow lookups with many undecided
+rows next to a fresh order."""
+
+import pytest
+from django.db import connection
+
+from config.celery import app
+from exchange.models import ExchangeCall
+from ops.report import report_build
+from tests.factories import PolicyFactory, TradeProposalFactory
+from tests.workers import celery_worker, wait_for
+from trading.claim import execution_claim
+from trading.models import TradeExecution
+from trading.reconcile import executions_reconcile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER_APP = "oracle-send-under-test"
+
+
+def worker_env(exchange, **extra):
+    return {
+        "ORACLE_ROLE": "execute",
+        "BITVAVO_API_URL": exchange.api_url,
+        "BITVAVO_READONLY_KEY": "",
+        "BITVAVO_READONLY_SECRET": "",
+        "PGAPPNAME": WORKER_APP,  # libpq names the worker's connections: cut only those
+        **exchange.server.trade_env(),
+        **extra,
+    }
+
+
+def purge(*queues):
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            conn.default_channel.queue_purge(queue)
+
+
+def cut_worker_connections() -> int:
+    """pg_terminate_backend of every connection the worker holds: a real cut."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [WORKER_APP],
+        )
+        return cursor.fetchone()[0]
+
+
+def claimed(policy):
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+    return execution_claim(proposal=proposal, actor_id=None).execution  # as the web claims
+
+
+@pytest.mark.parametrize("point", ["order_in_flight", "waiting_for_fills"])
+def test_the_order_call_is_recorded_whatever_connection_is_cut(exchange, settings, point):
+    purge("execute")
+    settings.EXECUTION_RECONCILE_AFTER_SECONDS = 0
+    policy = PolicyFactory(max_trades_per_hour=50, max_daily_trades=50, cooldown_minutes=0)
+    execution = claimed(policy)
+    if point == "order_in_flight":
+        exchange.control.inject("latency", seconds=3)
+    else:  # answered before its fills; the worker looks it up until they come
+        exchange.control.set_fill_mode(answer="new", settle_after_seconds=3)
+    env = worker_env(exchange, EXECUTION_FILL_WAIT_SECONDS="6")
+
+    with celery_worker(queue="execute", env=env, concurrency=1) as worker:
+        app.send_task("trading.tasks.execute_claim", args=[execution.pk], queue="execute")
+        wait_for(
+            lambda: TradeExecution.objects.filter(pk=execution.pk, status="SUBMITTING").exists(),
+            what="the execution to be SUBMITTING",
+        )
+        if point == "waiting_for_fills":
+            wait_for(lambda: len(exchange.orders()) == 1, what="the order, before its fills")
+        assert cut_worker_connections() >= 1
+        wait_for(
+            lambda: (
+                "execute_claim" in worker.log()
+                and ("succeeded in" in worker.log() or "raised unexpected" in worker.log())
+            ),
+            what="the task to end",
+        )
+
+    (order,) = exchange.orders()
+    calls = ExchangeCall.objects.filter(method="POST", client_order_id=execution.client_order_id)
+    assert [(c.path, c.status_code, c.response_body["orderId"]) for c in calls] == [
+        ("/v2/order", 200, order["orderId"])
+    ]
+    executions_reconcile()  # whatever the cut left undecided
+    execution.refresh_from_db()
+    assert (execution.status, execution.exchange_order_id) == ("SUBMITTED", order["orderId"])
+    report = report_build(
+        since=execution.claimed_at,
+        until=execution.finished_at,
+        markets=[execution.market],
+        orders=exchange.orders(),
+    )
+    assert (report.orders_at_exchange, report.orders_without_call) == (1, [])
