@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 BAN_EXPIRY = re.compile(r"expires at (\d+)")
 CLOCK_OFFSET_TTL_SECONDS = 600
+# The last offset measured by any process, kept for /metrics (the working copy expires).
+CLOCK_OFFSET_SEEN_KEY = "bitvavo:clock-offset:last-seen"
 MINUTE_MS = 60_000
 # How far a request's arrival may be from the time we reserved it at (flight and clock error).
 MINUTE_EDGE_MS = 1_000
@@ -171,7 +173,7 @@ class Transport:
         self.key_role = key_role
         self.rate_limit = RateLimitState(api_key, key_role=key_role)
         self.session = requests.Session()
-        self._offset_key = f"bitvavo:clock-offset:{self.base_url}"
+        self._offset_key = _offset_key(self.base_url)
 
     # --- clock ---
 
@@ -190,7 +192,7 @@ class Transport:
             response = self._send("GET", "/time", "", {"Accept": "application/json"})
             after = now_ms()
             offset = int(self._parse(response)["time"]) - (before + after) // 2
-            cache.set(self._offset_key, offset, CLOCK_OFFSET_TTL_SECONDS)
+            clock_offset_seen(offset, base_url=self.base_url)
         return offset
 
     def exchange_now_ms(self) -> int:
@@ -422,10 +424,19 @@ def _call_outcome(response, result, error, started) -> dict:
     }
 
 
-def clock_offset_known(base_url: str | None = None) -> int | None:
-    """The offset (ms) the transports of `base_url` last measured, or None: for /metrics."""
-    base_url = (base_url or settings.BITVAVO_API_URL).rstrip("/")
-    return cache.get(f"bitvavo:clock-offset:{base_url}")
+def _offset_key(base_url: str) -> str:
+    return f"bitvavo:clock-offset:{base_url.rstrip('/')}"
+
+
+def clock_offset_seen(offset_ms: int, *, base_url: str) -> None:
+    """A measured offset: what every transport of `base_url` compensates from now on."""
+    cache.set(_offset_key(base_url), offset_ms, CLOCK_OFFSET_TTL_SECONDS)
+    cache.set(CLOCK_OFFSET_SEEN_KEY, offset_ms, timeout=None)
+
+
+def clock_offset_known() -> int | None:
+    """The exchange's clock minus ours (ms) as last measured by any process, or None."""
+    return cache.get(CLOCK_OFFSET_SEEN_KEY)
 
 
 def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:

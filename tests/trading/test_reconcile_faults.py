@@ -87,3 +87,28 @@ def test_not_found_is_never_concluded_while_the_clock_is_unknown_or_too_far_off(
     execution.refresh_from_db()
     assert execution.error_code == "ORDER_NOT_FOUND_AFTER_TIMEOUT"
     assert exchange.orders() == []
+
+
+def test_a_304_fails_the_execution_but_the_proposal_runs_again_once(policy, exchange):
+    # The order's timestamp is outside the access window (a clock that jumped): the
+    # exchange refuses it (304) before its engine.
+    exchange.control.inject("error_304")
+    proposal = TradeProposalFactory(user=policy.user, approved=True)
+
+    first = execution_run(proposal=proposal).execution
+    assert (first.status, first.error_code) == ("FAILED", "EXCHANGE_CLOCK_DRIFT")
+    proposal.refresh_from_db()
+    assert proposal.status == "APPROVED"
+    assert exchange.orders() == []
+
+    again = execution_run(proposal=proposal).execution  # the clock is learned again
+    assert again.pk == first.pk, "still one execution per proposal"
+    assert (again.status, again.error_code) == ("SUBMITTED", "")
+    assert [a["error_code"] for a in again.preflight_result["earlier_attempts"]] == [
+        "EXCHANGE_CLOCK_DRIFT"
+    ]
+    assert [o["clientOrderId"] for o in exchange.orders()] == [str(first.client_order_id)]
+    assert execution_run(proposal=proposal).execution.pk == first.pk
+    assert len(exchange.orders()) == 1
+    proposal.refresh_from_db()
+    assert proposal.status == "EXECUTED"
