@@ -2,13 +2,16 @@
 simulator: the database connection cut mid-order, and slow lookups with many undecided
 rows next to a fresh order."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from config.celery import app
 from exchange.models import ExchangeCall
 from ops.report import report_build
-from tests.factories import PolicyFactory, TradeProposalFactory
+from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory
 from tests.workers import celery_worker, wait_for
 from trading.claim import execution_claim
 from trading.models import TradeExecution
@@ -97,3 +100,48 @@ def test_the_order_call_is_recorded_whatever_connection_is_cut(exchange, setting
         orders=exchange.orders(),
     )
     assert (report.orders_at_exchange, report.orders_without_call) == (1, [])
+
+
+def test_slow_lookups_never_delay_an_order_and_every_stuck_row_gets_its_turn(exchange):
+    purge("execute", "reconcile")
+    stuck = [
+        TradeExecutionFactory(
+            status="SUBMITTING", submitting_at=timezone.now() - timedelta(minutes=5)
+        )
+        for _ in range(5)
+    ]
+    # Every lookup by client order id takes 3 s; a run may start a row within its first
+    # second: one row a run, whatever the number of stuck rows.
+    exchange.control.inject("latency", seconds=3, method="GET", path="/order", times=100)
+    env = worker_env(exchange, EXECUTION_RECONCILE_MAX_SECONDS="1")
+    policy = PolicyFactory(max_trades_per_hour=50, max_daily_trades=50, cooldown_minutes=0)
+
+    with (
+        celery_worker(queue="reconcile", env=env, concurrency=1, name="r") as reconciler,
+        celery_worker(queue="execute", env=env, concurrency=1, name="x") as executor,
+    ):
+        runs = len(stuck)
+        for _ in range(runs):  # as beat publishes it, by its route
+            app.send_task("trading.tasks.reconcile_submitting_executions")
+        wait_for(lambda: "reconcile_submitting_executions" in reconciler.log(), what="a run")
+        execution = claimed(policy)
+        app.send_task("trading.tasks.execute_claim", args=[execution.pk])
+        wait_for(
+            lambda: TradeExecution.objects.filter(pk=execution.pk, status="SUBMITTED").exists(),
+            what="the fresh execution to be SUBMITTED",
+        )
+        execution.refresh_from_db()
+        runs_done = reconciler.log().count("succeeded in")
+        wait_for(
+            lambda: reconciler.log().count("succeeded in") == runs,
+            timeout=120,
+            what=f"{runs} reconcile runs",
+        )
+        assert "reconcile_submitting_executions[" not in executor.log()
+
+    assert runs_done < runs, "the order did not wait for the reconciler"
+    # Normal latency: claim to SUBMITTED without waiting for any lookup (each takes 3 s).
+    assert execution.finished_at - execution.claimed_at < timedelta(seconds=3)
+    tried = TradeExecution.objects.filter(pk__in=[e.pk for e in stuck])
+    assert all(e.last_reconciled_at is not None for e in tried), "a row never got its turn"
+    assert sorted(e.reconcile_attempts for e in tried) == [1] * len(stuck)
