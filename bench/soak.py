@@ -606,6 +606,8 @@ class BrokerProxy:
                 except OSError:
                     client.close()
                     continue
+                for sock in (client, upstream):  # idle connections stay up until cut()
+                    sock.settimeout(None)
                 with self.lock:
                     self.sockets += [client, upstream]
                 for a, b in ((client, upstream), (upstream, client)):

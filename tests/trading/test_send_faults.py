@@ -5,11 +5,13 @@ rows next to a fresh order."""
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from config.celery import app
 from exchange.models import ExchangeCall
+from exchange.transport import clock_offset_known
 from ops.report import report_build
 from tests.factories import PolicyFactory, TradeExecutionFactory, TradeProposalFactory
 from tests.workers import celery_worker, wait_for
@@ -145,3 +147,27 @@ def test_slow_lookups_never_delay_an_order_and_every_stuck_row_gets_its_turn(exc
     tried = TradeExecution.objects.filter(pk__in=[e.pk for e in stuck])
     assert all(e.last_reconciled_at is not None for e in tried), "a row never got its turn"
     assert sorted(e.reconcile_attempts for e in tried) == [1] * len(stuck)
+
+
+@pytest.mark.parametrize("skew_ms", [15_000, -15_000])
+def test_workers_start_with_a_compensated_drift_warn_and_trade(exchange, skew_ms):
+    purge("execute", "reconcile")
+    exchange.control.set_clock_skew(skew_ms)
+    cache.clear()  # nothing learned of the clock yet, as on a fresh start
+    policy = PolicyFactory(max_trades_per_hour=50, max_daily_trades=50, cooldown_minutes=0)
+    env = worker_env(exchange)
+
+    with (
+        celery_worker(queue="reconcile", env=env, concurrency=1, name="r") as reconciler,
+        celery_worker(queue="execute", env=env, concurrency=1, name="x") as executor,
+    ):
+        for worker in (reconciler, executor):
+            assert "compensated in every signed request" in worker.log()
+        execution = claimed(policy)
+        app.send_task("trading.tasks.execute_claim", args=[execution.pk])
+        wait_for(
+            lambda: TradeExecution.objects.filter(pk=execution.pk, status="SUBMITTED").exists(),
+            what="the order, on the skewed exchange",
+        )
+    assert abs(clock_offset_known() - skew_ms) < 1_000, "the metric's figure"
+    assert len(exchange.orders()) == 1
