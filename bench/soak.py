@@ -16,10 +16,13 @@ dropped, 101 or 109 after the order is placed; 109 or an HTML 502 before; latenc
 past the read timeout and the access window), on order placement and on order lookups (with
 --fill-modes, orders also fill partly under market protection, expire with nothing filled or
 answer before their fills), and
-a driver approves PENDING proposals through the API with each user's token and executes
-them: a user's just-approved proposals at the same moment, each often by several identical
-calls from threads, and some again much later. Then the faults stop and a drain period lets
-the reconciler finish.
+four phases of a tenth of the run each put the whole stack through worse: the broker
+unreachable (a TCP proxy in front of Redis cut), 105 bans on orders and lookups, the
+exchange's clock 15 s ahead then 15 s behind, and order lookups slower than the read
+timeout. Meanwhile a driver approves PENDING proposals through the API with each user's
+token and executes them: a user's just-approved proposals at the same moment, each often
+by several identical calls from threads, and some again much later. Then the faults stop
+and a drain period lets the reconciler finish.
 
 It reports orders at the simulator, executions by status, duplicates, orphans both ways,
 trade cap, cooldown, anti-flip and LLM budget overshoots (per user, per sliding hour and per
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import math
 import os
 import random
@@ -404,8 +408,10 @@ class Driver:
                 transport_errors=f"{method} {path.split('/')[0]}: {type(error).__name__}"
             )
             return None, None
-        if response.status_code >= 500:
+        if response.status_code >= 500 and not _broker_unavailable(response):
             self.record.add(server_errors=f"{method} /{path} -> {response.status_code}")
+        elif response.status_code >= 500:
+            self.record.add(refusals=["BROKER_UNAVAILABLE"])
         try:
             return response.status_code, response.json()
         except ValueError:
@@ -502,6 +508,14 @@ class Driver:
             )
 
 
+def _broker_unavailable(response) -> bool:
+    """The answer the API owes while the broker is down: 503 with its code, not a failure."""
+    try:
+        return response.status_code == 503 and response.json()["code"] == "BROKER_UNAVAILABLE"
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 # --- faults ---------------------------------------------------------------------------------
 
 
@@ -546,6 +560,102 @@ def inject_faults(
                 injected[f"fill mode {sorted(mode.items())}"] += 1
         except requests.RequestException as error:
             injected[f"injection failed: {type(error).__name__}"] += 1
+
+
+class BrokerProxy:
+    """A TCP proxy in front of the broker's Redis: every process talks to the broker through
+    it, and cut() makes the broker unreachable (listener closed, connections reset) for a
+    while, the way a broker outage looks to the product."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.open = threading.Event()
+        self.open.set()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self, broker_url: str) -> str:
+        db = broker_url.rsplit("/", 1)[1]
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def cut(self, seconds: float, stop: threading.Event) -> None:
+        self.open.clear()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+            self.sockets.clear()
+        stop.wait(seconds)
+        self.open.set()
+
+    def _serve(self) -> None:
+        while True:
+            self.open.wait()
+            listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+            listener.settimeout(0.2)
+            while self.open.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                try:
+                    upstream = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    client.close()
+                    continue
+                for sock in (client, upstream):  # idle connections stay up until cut()
+                    sock.settimeout(None)
+                with self.lock:
+                    self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            listener.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+PHASES = ("broker outage", "105 bans", "clock skew", "slow lookups")
+
+
+def run_phases(
+    control, proxy: BrokerProxy, *, start: float, duration: float, stop, injected: Counter
+) -> None:
+    """The four phases, at 20/40/60/80 % of the load, each a tenth of it long."""
+    length = duration / 10
+    for index, phase in enumerate(PHASES):
+        if stop.wait(max(0.0, start + duration * (index + 1) / 5 - time.monotonic())):
+            return
+        injected[f"phase: {phase} ({length:.0f}s)"] += 1
+        try:
+            if phase == "broker outage":
+                proxy.cut(length, stop)
+            elif phase == "105 bans":
+                for method in ("POST", "GET"):
+                    control.inject("ban_429", seconds=length, method=method, path="/order")
+                stop.wait(length)
+            elif phase == "clock skew":
+                control.set_clock_skew(15_000)
+                stop.wait(length / 2)
+                control.set_clock_skew(-15_000)
+                stop.wait(length / 2)
+                control.set_clock_skew(0)
+            else:  # past the 10 s read timeout, on every lookup of the phase's first ones
+                control.inject("latency", seconds=12, times=8, method="GET", path="/order")
+                stop.wait(length)
+        except requests.RequestException as error:
+            injected[f"phase {phase} failed: {type(error).__name__}"] += 1
+    with contextlib.suppress(requests.RequestException):
+        control.set_clock_skew(0)
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -676,6 +786,18 @@ def report_orders_and_executions(report: Report, orders: list[dict]) -> dict:
             for e in executions.values()
             if e.status == "SUBMITTED" and e.exchange_order_id not in order_ids
         ),
+    )
+    from exchange.models import ExchangeCall
+
+    logged = {
+        str(cid)
+        for cid in ExchangeCall.objects.filter(method="POST", path__endswith="/order").values_list(
+            "client_order_id", flat=True
+        )
+    }
+    report.zero(
+        "orders without their POST /order call row",
+        sum(1 for order in orders if str(order.get("clientOrderId")) not in logged),
     )
     with_history = set(TradeHistory.objects.values_list("execution_id", flat=True))
     report.zero(
@@ -937,10 +1059,13 @@ def soak(args, stack: Stack, stop: threading.Event) -> Report:
     readonly_env = {"BITVAVO_READONLY_KEY": readonly[0], "BITVAVO_READONLY_SECRET": readonly[1]}
     trade_env = {"BITVAVO_TRADE_KEY": trade[0], "BITVAVO_TRADE_SECRET": trade[1]}
     simulator_port, web_port = free_port(), free_port()
+    broker = redis.Redis.from_url(SOAK_BROKER).connection_pool.connection_kwargs
+    proxy = BrokerProxy((broker["host"], broker["port"]))
     base_env = {
         **os.environ,
         **PRODUCT_SETTINGS,
         "BITVAVO_API_URL": f"http://127.0.0.1:{simulator_port}/v2",
+        "CELERY_BROKER_URL": proxy.url(SOAK_BROKER),
     }
 
     manage = [PYTHON, "manage.py"]
@@ -982,16 +1107,18 @@ def soak(args, stack: Stack, stop: threading.Event) -> Report:
     for role, queues, concurrency, keys in (
         ("scan", "scan,default", args.scan_concurrency, readonly_env),
         ("execute", "execute", args.execute_concurrency, trade_env),
+        ("reconcile", "reconcile", 1, trade_env),
     ):
         stack.start(
             role,
             [*celery, "worker", "-Q", queues, "-c", str(concurrency)]
             + ["-n", f"soak-{role}-{os.getpid()}@%h", "-l", "info"],
-            {**base_env, "ORACLE_ROLE": role, **keys},
+            {**base_env, "ORACLE_ROLE": "scan" if role == "scan" else "execute", **keys},
         )
     wait_for_http(f"http://127.0.0.1:{web_port}/healthz", timeout=120)
     stack.wait_for_log("scan", " ready.", timeout=180)
     stack.wait_for_log("execute", " ready.", timeout=180)
+    stack.wait_for_log("reconcile", " ready.", timeout=180)
     stack.start(
         "beat",
         [*celery, "beat", "-l", "info", "--max-interval", "2", "--pidfile="]
@@ -1028,13 +1155,25 @@ def soak(args, stack: Stack, stop: threading.Event) -> Report:
         daemon=True,
     )
     injector.start()
+    phases = threading.Thread(
+        target=run_phases,
+        args=(control, proxy),
+        kwargs={
+            "start": deadline - args.duration,
+            "duration": args.duration,
+            "stop": stop,
+            "injected": injected,
+        },
+        daemon=True,
+    )
+    phases.start()
     crashed: list[str] = []
     while time.monotonic() < deadline and not crashed:
         time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
         crashed = stack.exited()
         progress(args.duration - (deadline - time.monotonic()), driver.record, control)
     stop.set()
-    for thread in [*threads, injector]:
+    for thread in [*threads, injector, phases]:
         thread.join(timeout=REQUEST_TIMEOUT + 20)
     control.reset_faults()
 

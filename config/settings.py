@@ -206,7 +206,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "trading.tasks.execute_*": {"queue": "execute"},
-    "trading.tasks.reconcile_*": {"queue": "execute"},
+    # Its own queue and worker: a slow lookup never delays an order.
+    "trading.tasks.reconcile_*": {"queue": "reconcile"},
     "trading.tasks.expire_*": {"queue": "scan"},
     "scheduler.tasks.*": {"queue": "scan"},
     "budget.tasks.*": {"queue": "scan"},
@@ -263,6 +264,10 @@ ADVISOR_TRACK_RECORD_MAX_TOKENS = env.int("ADVISOR_TRACK_RECORD_MAX_TOKENS", def
 EXECUTION_RECONCILE_AFTER_SECONDS = env.int("EXECUTION_RECONCILE_AFTER_SECONDS", default=30)
 # "Not found" becomes FAILED only after this many lookups, and after the access window.
 EXECUTION_RECONCILE_MIN_LOOKUPS = env.int("EXECUTION_RECONCILE_MIN_LOOKUPS", default=3)
+# One reconcile run's budget: rows looked up, and seconds after which no new row is started
+# (a row is at most two lookups of one HTTP timeout each: well inside the soft time limit).
+EXECUTION_RECONCILE_MAX_LOOKUPS = env.int("EXECUTION_RECONCILE_MAX_LOOKUPS", default=20)
+EXECUTION_RECONCILE_MAX_SECONDS = env.float("EXECUTION_RECONCILE_MAX_SECONDS", default=25.0)
 # A CLAIMED execution nobody moved on for this long is failed (nothing was sent).
 EXECUTION_CLAIM_STALE_SECONDS = env.int("EXECUTION_CLAIM_STALE_SECONDS", default=900)
 # How long the send step looks an order up until it is final; after that, the reconciler.

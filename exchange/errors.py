@@ -117,6 +117,18 @@ BITVAVO_ERRORS: dict[int, tuple[type[ExchangeError], str]] = {
 }
 
 
+# Refused at the gateway, before the matching engine saw anything: authentication, a
+# timestamp outside the access window (304), permissions. Nothing can have been done, and
+# the same request may pass later (the clock re-learned, the key fixed).
+BEFORE_ENGINE_CODES = frozenset(
+    code for number, (_, code) in BITVAVO_ERRORS.items() if 300 <= number <= 312
+)
+
+
+def never_reached_engine(error_code: str) -> bool:
+    return error_code in BEFORE_ENGINE_CODES
+
+
 def error_from_response(*, http_status: int, error_code: int | None, message: str) -> ExchangeError:
     if http_status == 429:
         return ExchangeRateLimited(

@@ -200,6 +200,13 @@ class TradeClient:
             client_order_id=params.get("clientOrderId"),
         )
 
+    def clock_offset_ms(self) -> int:
+        """The exchange's clock minus ours (ms), as the transport compensates it."""
+        return self._transport.clock_offset_ms()
+
+    def exchange_now_ms(self) -> int:
+        return self._transport.exchange_now_ms()
+
     def can_trade(self) -> bool:
         """Harmless probe: cancelling a random order id answers 240 for a trade key."""
         return probe_can_trade(self._transport, operator_id=self.operator_id)

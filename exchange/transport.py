@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from urllib3.exceptions import ConnectTimeoutError
 
+from exchange.call_log import call_log_close, call_log_open
 from exchange.errors import (
     ExchangeError,
     ExchangeNotSent,
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 BAN_EXPIRY = re.compile(r"expires at (\d+)")
 CLOCK_OFFSET_TTL_SECONDS = 600
+# The last offset measured by any process, kept for /metrics (the working copy expires).
+CLOCK_OFFSET_SEEN_KEY = "bitvavo:clock-offset:last-seen"
 MINUTE_MS = 60_000
 # How far a request's arrival may be from the time we reserved it at (flight and clock error).
 MINUTE_EDGE_MS = 1_000
@@ -170,7 +173,7 @@ class Transport:
         self.key_role = key_role
         self.rate_limit = RateLimitState(api_key, key_role=key_role)
         self.session = requests.Session()
-        self._offset_key = f"bitvavo:clock-offset:{self.base_url}"
+        self._offset_key = _offset_key(self.base_url)
 
     # --- clock ---
 
@@ -189,8 +192,12 @@ class Transport:
             response = self._send("GET", "/time", "", {"Accept": "application/json"})
             after = now_ms()
             offset = int(self._parse(response)["time"]) - (before + after) // 2
-            cache.set(self._offset_key, offset, CLOCK_OFFSET_TTL_SECONDS)
+            clock_offset_seen(offset, base_url=self.base_url)
         return offset
+
+    def exchange_now_ms(self) -> int:
+        """Now on the exchange's clock; learns the offset first (raises if it cannot)."""
+        return now_ms() + self.clock_offset_ms()
 
     # --- requests ---
 
@@ -218,22 +225,53 @@ class Transport:
 
         started = time.perf_counter()
         response = None
+        # An order's row goes on a connection of its own, before the request: no failure of
+        # the caller's connection can lose it (exchange/call_log.py).
+        log_row = (
+            self._call_log_open(method, path_with_query, body, client_order_id)
+            if (audit and method == "POST")
+            else None
+        )
         try:
             self.rate_limit.reserve(weight, at_ms=self._server_now_ms())
             headers = self._headers(method, path_with_query, payload, signed)
             response = self._send(method, path_with_query, payload, headers)
             result = self._parse(response)
         except ExchangeError as error:
-            if audit:
+            if log_row is not None:
+                call_log_close(log_row, **_call_outcome(response, None, error, started))
+            elif audit:
                 self._audit(
                     method, path_with_query, body, response, None, error, started, client_order_id
                 )
             raise
-        if audit:
+        except BaseException as error:
+            if log_row is not None:  # our own failure: the request may have gone out
+                outcome = _call_outcome(response, None, None, started)
+                call_log_close(log_row, **{**outcome, "error_code": type(error).__name__[:64]})
+            raise
+        if log_row is not None:
+            call_log_close(log_row, **_call_outcome(response, result, None, started))
+        elif audit:
             self._audit(
                 method, path_with_query, body, response, result, None, started, client_order_id
             )
         return result
+
+    def _call_log_open(self, method, path, body, client_order_id) -> int:
+        try:
+            return call_log_open(
+                key_role=self.key_role,
+                method=method,
+                path=f"{self.path_prefix}{path}",
+                request_body=body,
+                client_order_id=client_order_id,
+            )
+        except Exception as error:
+            raise ExchangeNotSent(
+                f"Could not write the call log row, so the order was not sent: {error}",
+                code="EXCHANGE_CALL_LOG_UNAVAILABLE",
+            ) from error
 
     def _headers(self, method: str, path_with_query: str, payload: str, signed: bool) -> dict:
         headers = {"Accept": "application/json"}
@@ -349,12 +387,7 @@ class Transport:
         """One ExchangeCall row. A failure here is logged, never changes the call's outcome."""
         from exchange.models import ExchangeCall
 
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        if result is None and response is not None:
-            try:
-                result = response.json()
-            except ValueError:
-                result = {"text": response.text[:2000]}
+        outcome = _call_outcome(response, result, error, started)
         try:
             outer_transaction = connection.in_atomic_block
             with transaction.atomic():
@@ -368,15 +401,42 @@ class Transport:
                     method=method,
                     path=f"{self.path_prefix}{path}",
                     request_body=body,
-                    status_code=response.status_code if response is not None else None,
-                    response_body=result,
-                    error_code=error.code if error else "",
-                    error_kind=error.kind if error else "",
-                    latency_ms=latency_ms,
                     client_order_id=client_order_id,
+                    **outcome,
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+
+
+def _call_outcome(response, result, error, started) -> dict:
+    """What an ExchangeCall row records of a call's outcome."""
+    if result is None and response is not None:
+        try:
+            result = response.json()
+        except ValueError:
+            result = {"text": response.text[:2000]}
+    return {
+        "status_code": response.status_code if response is not None else None,
+        "response_body": result,
+        "error_code": error.code if error else "",
+        "error_kind": error.kind if error else "",
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+    }
+
+
+def _offset_key(base_url: str) -> str:
+    return f"bitvavo:clock-offset:{base_url.rstrip('/')}"
+
+
+def clock_offset_seen(offset_ms: int, *, base_url: str) -> None:
+    """A measured offset: what every transport of `base_url` compensates from now on."""
+    cache.set(_offset_key(base_url), offset_ms, CLOCK_OFFSET_TTL_SECONDS)
+    cache.set(CLOCK_OFFSET_SEEN_KEY, offset_ms, timeout=None)
+
+
+def clock_offset_known() -> int | None:
+    """The exchange's clock minus ours (ms) as last measured by any process, or None."""
+    return cache.get(CLOCK_OFFSET_SEEN_KEY)
 
 
 def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:

@@ -21,7 +21,7 @@ from budget.models import GptUsageLog
 from core.counters import COUNTERS, counter_values
 from core.scoping import system_scope_view
 from exchange.models import ExchangeCall
-from exchange.transport import rate_limit_role_key
+from exchange.transport import clock_offset_known, rate_limit_role_key
 from scheduler.models import ScanJob
 from trading.models import ProposalEvent, TradeExecution
 
@@ -177,6 +177,16 @@ class DatabaseCollector:
                 limit.add_metric([role], state["limit"])
         yield remaining
         yield limit
+
+        offset = GaugeMetricFamily(
+            "oracle_exchange_clock_offset_ms",
+            "The exchange's clock minus ours, as last measured; compensated in every signed "
+            "request (a worker warns above a second)",
+        )
+        seen = clock_offset_known()
+        if seen is not None:
+            offset.add_metric([], seen)
+        yield offset
 
     def _scans(self):
         now = timezone.now()

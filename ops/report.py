@@ -18,6 +18,7 @@ from django.db.models import Count, Q, Sum
 from budget.models import GptUsageLog
 from core.counters import counter_values
 from exchange.fills import order_is_final, order_reported_filled, order_status
+from exchange.models import ExchangeCall
 from scheduler.models import ScanJob
 from scheduler.services import LEASE_EXPIRED
 from trading.fills import EUR_PLACES
@@ -40,6 +41,8 @@ class Report:
     unresolved: int = 0  # SUBMITTING: only the reconciler decides these
     # Final orders whose filled amount, EUR or status differ from what the execution recorded.
     fill_differences: list[dict] = field(default_factory=list)
+    # Orders at the exchange with no POST /order row in exchange_calls (client order ids).
+    orders_without_call: list[str] = field(default_factory=list)
     orders_not_final: int = 0  # still open at the exchange: nothing to compare yet
     fills_not_recorded: int = 0  # finished executions from before fills were recorded
     budget: dict = field(default_factory=dict)
@@ -51,7 +54,7 @@ class Report:
 
     @property
     def problems(self) -> int:
-        return self.orphans + len(self.fill_differences)
+        return self.orphans + len(self.fill_differences) + len(self.orders_without_call)
 
 
 def report_markets(*, since: datetime, until: datetime) -> list[str]:
@@ -77,12 +80,19 @@ def report_lookup_range(*, since: datetime, until: datetime) -> tuple[datetime, 
 
 
 def report_build(
-    *, since: datetime, until: datetime, markets: list[str], orders: list[dict]
+    *,
+    since: datetime,
+    until: datetime,
+    markets: list[str],
+    orders: list[dict],
+    clock_offset_ms: int = 0,
 ) -> Report:
-    """Compares `orders` (listed over report_lookup_range) with the executions, and adds
-    the budget and scan figures, for [since, until]."""
+    """Compares `orders` (listed over report_lookup_range) with the executions and the order
+    calls' log, and adds the budget and scan figures, for [since, until]. Orders are stamped
+    on the exchange's clock, `clock_offset_ms` ahead of ours."""
     report = Report(since=since, until=until, markets=markets)
-    since_ms, until_ms = since.timestamp() * 1000, until.timestamp() * 1000
+    since_ms = since.timestamp() * 1000 + clock_offset_ms
+    until_ms = until.timestamp() * 1000 + clock_offset_ms
     in_range = [o for o in orders if since_ms <= int(o["created"]) <= until_ms]
     report.orders_at_exchange = len(in_range)
 
@@ -128,6 +138,7 @@ def report_build(
             )
 
     _compare_fills(report, orders=in_range, executions=by_client_id)
+    report.orders_without_call = _orders_without_call(in_range)
     report.budget = _budget(since=since, until=until)
     report.scans = _scans(since=since, until=until)
     return report
@@ -159,6 +170,15 @@ def _compare_fills(report: Report, *, orders: list[dict], executions: dict) -> N
                     "recorded": recorded,
                 }
             )
+
+
+def _orders_without_call(orders: list[dict]) -> list[str]:
+    """Every order we placed has its POST /order row (written before the request)."""
+    wanted = {str(o["clientOrderId"]) for o in orders if o.get("clientOrderId")}
+    logged = ExchangeCall.objects.filter(
+        method="POST", path__endswith="/order", client_order_id__in=wanted
+    ).values_list("client_order_id", flat=True)
+    return sorted(wanted - {str(value) for value in logged})
 
 
 def _budget(*, since: datetime, until: datetime) -> dict:

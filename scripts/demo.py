@@ -91,6 +91,12 @@ PROCESSES = [
         {"ORACLE_ROLE": "execute", **trade_env()},
     ),
     (
+        # Lookups of undecided orders, never beside an order (Bitvavo lists with the trade key).
+        "reconcile",
+        celery("worker", "-Q", "reconcile", "-c", "1", "-n", "reconcile@%h", "-l", "info"),
+        {"ORACLE_ROLE": "execute", **trade_env()},
+    ),
+    (
         # Webhooks and e-mail (console backend by default): no exchange key at all.
         "notify",
         celery("worker", "-Q", "notify", "-c", "1", "-n", "notify@%h", "-l", "info"),

@@ -167,6 +167,8 @@ class Exchange:
 def exchange(simulator, settings, monkeypatch, db):
     """A fresh simulator state, both key pairs in the environment, the execute role, and a
     balance snapshot taken with the read-only key (as the scan worker would)."""
+    from exchange.call_log import call_log_connection
+    from exchange.models import ExchangeCall
     from exchange.rules_cache import market_rules_forget
     from exchange.services import balances_refresh
 
@@ -180,6 +182,10 @@ def exchange(simulator, settings, monkeypatch, db):
     balances_refresh()
     yield Exchange(simulator)
     simulator.control.reset()
+    # Order calls are logged on a connection of their own, committed outside the test's
+    # transaction: gone with it too.
+    with call_log_connection() as alias:
+        ExchangeCall.objects.using(alias).all().delete()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 
 from core.logs import log_event
 from core.scoping import scope_system
+from exchange.errors import never_reached_engine
 from trading.models import ProposalEvent, TradeExecution, TradeProposal
 from trading.preflight import exchange_facts, preflight_context
 from trading.selectors import preflight_facts
@@ -59,8 +60,11 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
     try:
         with scope_system(), transaction.atomic(durable=True):
             facts = preflight_facts(proposal=proposal, lock=True)
+            earlier = None
             if facts.execution_id is not None:
-                return ExecutionOutcome(execution=TradeExecution.objects.get(pk=facts.execution_id))
+                earlier = TradeExecution.objects.get(pk=facts.execution_id)
+                if not execution_may_run_again(earlier):
+                    return ExecutionOutcome(execution=earlier)
             context = preflight_context(facts, rules=rules, price=price)
             result = preflight_run(context)
             preflight = {**result.as_dict(), "at": context.now.isoformat(), "actor_id": actor_id}
@@ -72,6 +76,18 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
                     execution=None, refused_codes=result.failed_codes, preflight=preflight
                 )
             snapshot, policy_hash = facts.policy.snapshot_and_hash()
+            if earlier is not None:
+                execution = _claim_again(
+                    earlier,
+                    preflight=preflight,
+                    policy_hash=policy_hash,
+                    snapshot=snapshot,
+                    amount_eur=facts.proposal.amount_eur,
+                    now=context.now,
+                )
+                if execution is None:  # another caller moved it meanwhile
+                    return ExecutionOutcome(execution=TradeExecution.objects.get(pk=earlier.pk))
+                return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
             execution = TradeExecution.objects.create(
                 user_id=proposal.user_id,
                 proposal_id=proposal.pk,
@@ -91,6 +107,55 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
             execution = TradeExecution.objects.get(proposal_id=proposal.pk)
         return ExecutionOutcome(execution=execution)
     return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
+
+
+def execution_may_run_again(execution: TradeExecution) -> bool:
+    """FAILED with an answer proving nothing reached the exchange's engine (304, a bad
+    signature or key): the same execution row is claimed again, with the same client order
+    id, so a proposal still has one execution and at most one order."""
+    return execution.status == TradeExecution.Status.FAILED and never_reached_engine(
+        execution.error_code
+    )
+
+
+def _claim_again(earlier, *, preflight, policy_hash, snapshot, amount_eur, now):
+    """FAILED -> CLAIMED by compare-and-set; the earlier attempt stays in the preflight
+    record. None if the row moved on meanwhile."""
+    attempt = {
+        "error_code": earlier.error_code,
+        "error_message": earlier.error_message,
+        "claimed_at": earlier.claimed_at.isoformat(),
+        "finished_at": earlier.finished_at.isoformat() if earlier.finished_at else None,
+    }
+    preflight = {
+        **preflight,
+        "earlier_attempts": [*earlier.preflight_result.get("earlier_attempts", []), attempt],
+    }
+    fields = {
+        "status": TradeExecution.Status.CLAIMED,
+        "claimed_at": now,
+        "submitting_at": None,
+        "finished_at": None,
+        "error_code": "",
+        "error_message": "",
+        "bitvavo_request": None,
+        "bitvavo_response": None,
+        "reconcile_attempts": 0,
+        "last_reconciled_at": None,
+        "preflight_result": preflight,
+        "policy_hash": policy_hash,
+        "policy_snapshot": snapshot,
+        "amount_eur": amount_eur,
+        "updated_at": now,
+    }
+    again = TradeExecution.objects.filter(
+        pk=earlier.pk, status=earlier.status, error_code=earlier.error_code
+    )
+    if not again.update(**fields):
+        return None
+    for name, value in fields.items():
+        setattr(earlier, name, value)
+    return earlier
 
 
 def claim_withdraw(*, execution: TradeExecution) -> bool:

@@ -37,8 +37,11 @@ def execution_finish(
     error_message: str = "",
     order: dict | None = None,
     request: dict | None = None,
+    proposal_stays_approved: bool = False,
 ) -> bool:
-    """Ends an execution by compare-and-set; False if another caller got there first."""
+    """Ends an execution by compare-and-set; False if another caller got there first.
+    `proposal_stays_approved`: nothing reached the exchange's engine, so the proposal may
+    run again (see execution_claim)."""
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": to_status,
@@ -56,10 +59,11 @@ def execution_finish(
     with transaction.atomic(durable=True):
         if not TradeExecution.objects.filter(pk=execution.pk, status=from_status).update(**fields):
             return False
-        TradeProposal.objects.filter(pk=execution.proposal_id).update(
-            status=TradeProposal.Status.EXECUTED if succeeded else TradeProposal.Status.FAILED,
-            updated_at=now,
-        )
+        if not proposal_stays_approved:
+            TradeProposal.objects.filter(pk=execution.proposal_id).update(
+                status=TradeProposal.Status.EXECUTED if succeeded else TradeProposal.Status.FAILED,
+                updated_at=now,
+            )
         # After commit, ids only: no statement, and a broker failure is only logged.
         notification_enqueue(
             event=Event.EXECUTION_ENDED, user_id=execution.user_id, execution_id=execution.pk

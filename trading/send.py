@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from exchange.errors import UNKNOWN, ExchangeError
+from exchange.errors import UNKNOWN, ExchangeError, never_reached_engine
 from exchange.fills import order_is_final
 from exchange.orders import TradeClient, order_wait_final
 from exchange.rules_cache import market_rules
@@ -169,6 +169,8 @@ def _send(execution: TradeExecution, client: TradeClient, rules) -> ExecutionOut
             code=error.code,
             message=error.message,
             request=request,
+            # Refused before the engine (304, authentication): the proposal can run again.
+            proposal_stays_approved=never_reached_engine(error.code),
         )
         return ExecutionOutcome(execution=execution)
     except Exception as error:

@@ -109,6 +109,11 @@ class SimulatorControl:
         """The per-key budget a minute (Bitvavo's default is 1000); reset() restores it."""
         self._call("POST", "rate-limit", {"points_per_minute": points_per_minute})
 
+    def set_client_order_lookup(self, *, finds_closed: bool) -> None:
+        """Whether GET /order by clientOrderId finds closed orders (by default it does not,
+        the worst case Bitvavo allows); reset() does not change it."""
+        self._call("POST", "client-order-lookup", {"finds_closed": finds_closed})
+
     def set_strict_signing(self, strict: bool = True) -> None:
         """Strict: only a signature over the exact bytes received passes (no SDK leniency)."""
         self._call("POST", "strict-signing", {"strict": strict})

@@ -270,6 +270,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         elif kind == "ban_429":
             state.ban(bucket, state.server_time_ms() + int(fault.seconds * 1000 or 60_000))
             state.charge(bucket, 0)  # raises the 105 with its expiry
+        elif kind == "error_304":
+            raise SimulatorError(403, 304, "Request was not received within acceptance window.")
         elif kind == "error_109_no_commit":
             raise SimulatorError(503, 109, "Request timed out at the matching engine.")
         elif kind == "html_502_no_commit":
@@ -461,6 +463,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         if path == "/_sim/clock-skew" and method == "POST":
             with state.lock:
                 state.clock_skew_ms = int(body["ms"])
+            return 200, {"ok": True}
+        if path == "/_sim/client-order-lookup" and method == "POST":
+            with state.lock:
+                state.lookup_closed_by_client_order_id = bool(body["finds_closed"])
             return 200, {"ok": True}
         if path == "/_sim/strict-signing" and method == "POST":
             with state.lock:

@@ -42,6 +42,7 @@ FAULTS = {
     "error_109_no_commit",
     "html_502_no_commit",
     "ban_429",
+    "error_304",  # refused before the engine: "not received within the access window"
 }
 
 
@@ -444,7 +445,7 @@ class SimulatorState:
         if mode.status not in ("filled", "expired"):
             share = Decimal(str(mode.fraction))
         fee_currency = {"quote": quote, "base": base}.get(mode.fee_currency, mode.fee_currency)
-        created = now_ms()
+        created = self.server_time_ms()  # Bitvavo stamps orders and fills on its own clock
         fills, spent_quote = [], Decimal("0")
         quote_balance = self.balances.setdefault(quote, [Decimal("0"), Decimal("0")])
         base_balance = self.balances.setdefault(base, [Decimal("0"), Decimal("0")])
@@ -555,12 +556,13 @@ class SimulatorState:
             if pending is not None:
                 if lookup and pending.lookups_left is not None:
                     pending.lookups_left -= 1
-                due = pending.final_at_ms is not None and now_ms() >= pending.final_at_ms
+                now = self.server_time_ms()
+                due = pending.final_at_ms is not None and now >= pending.final_at_ms
                 counted_out = pending.lookups_left is not None and pending.lookups_left <= 0
                 if counted_out or due:
                     del self.pending[order["orderId"]]
                     order.clear()
-                    order.update(pending.final, updated=max(now_ms(), pending.final["created"]))
+                    order.update(pending.final, updated=max(now, pending.final["created"]))
                     self._publish(order)
             return copy.deepcopy(order)
 

@@ -14,7 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
 
 KEY_PATTERN = re.compile(r"^(BITVAVO_.*_(KEY|SECRET)|OPENAI_API_KEY)$")
-IMAGE_SERVICES = ["web", "beat", "worker-scan", "worker-execute", "worker-notify", "simulator"]
+IMAGE_SERVICES = [
+    "web",
+    "beat",
+    "worker-scan",
+    "worker-execute",
+    "worker-notify",
+    "simulator",
+    "worker-reconcile",
+]
 
 
 def compose_config(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -59,6 +67,8 @@ def test_the_stack_has_every_process(services):
     assert scan[scan.index("-Q") + 1] == "scan,default"
     assert execute[execute.index("-Q") + 1] == "execute"
     assert execute[execute.index("--concurrency") + 1] == "1"
+    reconcile = services["worker-reconcile"]["command"]
+    assert reconcile[reconcile.index("-Q") + 1] == "reconcile", "never beside an order"
     notify = services["worker-notify"]["command"]
     assert notify[notify.index("-Q") + 1] == "notify"
     assert "run_bitvavo_simulator" in services["simulator"]["command"]
@@ -82,7 +92,7 @@ def test_every_long_running_service_has_a_healthcheck(services):
     for name in ["postgres", "redis", *IMAGE_SERVICES]:
         assert services[name]["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
-    for name in ["worker-scan", "worker-execute", "worker-notify"]:
+    for name in ["worker-scan", "worker-execute", "worker-notify", "worker-reconcile"]:
         assert "inspect ping" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
@@ -98,6 +108,7 @@ def test_each_process_holds_only_its_own_keys(services):
         for name, service in services.items()
     }
     assert held["worker-execute"] == {"BITVAVO_TRADE_KEY", "BITVAVO_TRADE_SECRET"}
+    assert held["worker-reconcile"] == held["worker-execute"], "orders are listed with it"
     assert held["worker-scan"] == {"BITVAVO_READONLY_KEY", "BITVAVO_READONLY_SECRET"}
     for name in ["web", "beat", "worker-notify", "migrate", "simulator", "postgres", "redis"]:
         assert held[name] == set(), name
@@ -127,5 +138,5 @@ def test_each_process_connects_as_its_own_database_role(services):
     assert role("migrate") == "oracle"
     assert "db_roles" in " ".join(services["migrate"]["command"])
     assert role("web") == "oracle_web"
-    for name in ["beat", "worker-scan", "worker-execute", "worker-notify"]:
+    for name in ["beat", "worker-scan", "worker-execute", "worker-notify", "worker-reconcile"]:
         assert role(name) == "oracle_worker", name

@@ -28,6 +28,8 @@ def test_the_trade_client_has_no_market_data_method():
         "get_order",
         "list_orders",
         "list_trades",
+        "clock_offset_ms",
+        "exchange_now_ms",
         "cancel_order",
         "can_trade",
     }

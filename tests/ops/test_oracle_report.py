@@ -228,3 +228,20 @@ def test_an_execution_finished_before_fills_were_kept_is_counted_apart(executed,
     output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
     assert error is None, output
     assert line(output, "finished without fills kept") == "1"
+
+
+def test_an_order_without_its_call_row_fails_the_report(executed, exchange):
+    from exchange.call_log import call_log_connection
+    from exchange.models import ExchangeCall
+
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+    assert error is None, output
+    assert line(output, "orders without a call row") == "0"
+    with call_log_connection() as alias:
+        ExchangeCall.objects.using(alias).filter(method="POST").delete()
+
+    output, error = report("--since", (timezone.now() - timedelta(hours=1)).isoformat())
+
+    assert line(output, "orders without a call row") == "1"
+    assert f"clientOrderId={executed.client_order_id}" in output
+    assert str(error).startswith("CALLS_MISSING")

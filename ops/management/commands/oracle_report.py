@@ -6,7 +6,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from exchange.errors import ExchangeError
 from ops.report import Report, report_build, report_lookup_range, report_markets
-from trading.reconcile import exchange_orders_between
+from trading.reconcile import exchange_clock_offset_ms, exchange_orders_between
 
 SHOWN = "%Y-%m-%d %H:%M:%S"
 
@@ -46,15 +46,23 @@ class Command(BaseCommand):
         markets = report_markets(since=since, until=until)
         start, end = report_lookup_range(since=since, until=until)
         try:
+            offset = exchange_clock_offset_ms()
             orders = exchange_orders_between(markets=markets, start=start, end=end)
         except ExchangeError as error:
             raise CommandError(f"{error.code}: {error.message}") from error
-        report = report_build(since=since, until=until, markets=markets, orders=orders)
+        report = report_build(
+            since=since, until=until, markets=markets, orders=orders, clock_offset_ms=offset
+        )
         self._print(report)
         if report.orphans:
             raise CommandError(
                 f"ORPHANS_FOUND: {len(report.orphan_orders)} order(s) without an execution, "
                 f"{len(report.orphan_executions)} execution(s) without an order."
+            )
+        if report.orders_without_call:
+            raise CommandError(
+                f"CALLS_MISSING: {len(report.orders_without_call)} order(s) at the exchange "
+                "without their POST /order row in exchange_calls."
             )
         if report.fill_differences:
             raise CommandError(
@@ -89,6 +97,9 @@ class Command(BaseCommand):
             )
         out(f"  orders not final yet:          {report.orders_not_final}")
         out(f"  finished without fills kept:   {report.fills_not_recorded}")
+        out(f"  orders without a call row:     {len(report.orders_without_call)}")
+        for client_order_id in report.orders_without_call:
+            out(f"    clientOrderId={client_order_id}")
         out(f"  filled differently:            {len(report.fill_differences)}")
         for diff in report.fill_differences:
             (status, amount, eur), (kept_status, kept_amount, kept_eur) = (
