@@ -50,6 +50,8 @@ class PolicyFactory(factory.django.DjangoModelFactory):
     min_order_eur = Decimal("10")
     max_order_eur = Decimal("100")
     min_confidence = 50
+    # Room for the buys a test makes; allocation tests set their own.
+    allocation_eur = Decimal("1000")
 
 
 class EmergencyStopFactory(factory.django.DjangoModelFactory):

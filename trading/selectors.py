@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, QuerySet, Subquery, Sum, Value
+from django.db.models import DecimalField, F, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -14,8 +15,9 @@ from budget.selectors import budget_usage_counts
 from exchange.models import BalanceSnapshot
 from trading.errors import NotFound
 from trading.fills import COUNTED_EUR
-from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
-from trading.validators import RecentTrade, trade_windows
+from trading.ledger import Fill, Position, fee_in_eur, positions_from_fills
+from trading.models import EmergencyStop, Policy, TradeExecution, TradeHistory, TradeProposal
+from trading.validators import HoldingFacts, RecentTrade, asset_of, trade_windows
 
 
 def policy_get_for_user(*, user) -> Policy:
@@ -106,9 +108,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             balance_available=Subquery(snapshot.values("available")),
             balance_fetched_at=Subquery(snapshot.values("fetched_at")),
             balance_spent=Coalesce(
-                Subquery(
-                    claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")
-                ),
+                Subquery(claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")),
                 Value(Decimal("0")),
                 output_field=DecimalField(),
             ),
@@ -187,3 +187,137 @@ def trading_status(*, user) -> dict:
             "this_hour": max(0, policy.gpt_hourly_limit - llm_hour),
         },
     }
+
+
+# --- the user's own share of the account: fills and open claims --------------------------------
+
+# Where each figure of a fill is in trade history (one row per exchange fill). Rows from
+# before fills were kept carry no fee currency of their own: the order's, as the exchange
+# answered it, is on the execution.
+HISTORY_COLUMNS = {
+    "executed_at": "executed_at",
+    "market": "market",
+    "asset": "asset",
+    "side": "side",
+    "quantity": "amount",
+    "price": "price",
+    "amount_eur": "amount_eur",
+    "fee": "fee",
+    "fee_currency": "fee_currency",
+    "order_fee_currency": "execution__bitvavo_response__feeCurrency",
+    "fee_eur": "fee_eur",
+    "execution_id": "execution_id",
+    "exchange_order_id": "execution__exchange_order_id",
+    "fill_id": "fill_id",
+}
+
+
+def history_fills(rows: QuerySet, *, rate_at: Callable | None = None) -> list[Fill]:
+    """Trade-history `rows` as ledger fills in time order, in one query. A fee in a third
+    currency without a stored EUR value is converted by `rate_at(currency, at)` if given,
+    else left unconverted (the ledger counts it as 0 and flags it)."""
+    rows = rows.order_by("executed_at", "id").values(
+        **{f"f_{name}": F(column) for name, column in HISTORY_COLUMNS.items()}
+    )
+    return [_fill(row, rate_at) for row in rows]
+
+
+def _fill(row: dict, rate_at: Callable | None) -> Fill:
+    values = {name[2:]: value for name, value in row.items()}
+    asset, fee, price = values["asset"], values["fee"], values["price"]
+    fee_currency = str(
+        values["fee_currency"] or values["order_fee_currency"] or values["market"].split("-")[-1]
+    ).upper()
+    fee_eur = values.get("fee_eur")
+    if fee_eur is None:
+        needs_rate = fee and fee_currency not in ("EUR", asset.upper())
+        fee_eur = fee_in_eur(
+            fee=fee,
+            fee_currency=fee_currency,
+            asset=asset,
+            price=price,
+            rate=rate_at(fee_currency, values["executed_at"]) if needs_rate and rate_at else None,
+        )
+    return Fill(
+        executed_at=values["executed_at"],
+        market=values["market"],
+        asset=asset,
+        side=values["side"],
+        quantity=values["quantity"],
+        price=price,
+        amount_eur=values["amount_eur"],
+        fee=fee,
+        fee_currency=fee_currency,
+        fee_eur=fee_eur,
+        execution_id=values.get("execution_id"),
+        exchange_order_id=values.get("exchange_order_id") or "",
+        fill_id=str(values.get("fill_id") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class OpenClaim:
+    """An execution of the user's not final yet: its fills are not in the ledger."""
+
+    market: str
+    side: str
+    amount_eur: Decimal
+
+
+# Claimed and not final: what the ledger does not have yet. A SUBMITTED execution is final:
+# its history rows were written in the transaction that made it SUBMITTED.
+OPEN_STATUSES = (TradeExecution.Status.CLAIMED, TradeExecution.Status.SUBMITTING)
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """A user's share of the shared account: positions from their own fills (average
+    cost), and their open claims."""
+
+    positions: dict[str, Position]
+    open_claims: tuple[OpenClaim, ...]
+
+    def quantity(self, asset: str) -> Decimal:
+        position = self.positions.get(asset)
+        return position.quantity if position else Decimal("0")
+
+    @property
+    def cost_basis_eur(self) -> Decimal:
+        return sum((p.cost_eur for p in self.positions.values()), Decimal("0"))
+
+    def open_eur(self, *, side: str, asset: str | None = None) -> Decimal:
+        return sum(
+            (
+                claim.amount_eur
+                for claim in self.open_claims
+                if claim.side == side and (asset is None or asset_of(claim.market) == asset)
+            ),
+            Decimal("0"),
+        )
+
+    def facts(self, *, asset: str, price: Decimal | None) -> HoldingFacts:
+        return HoldingFacts(
+            quantity=self.quantity(asset),
+            open_sells_eur=self.open_eur(side="sell", asset=asset),
+            cost_basis_eur=self.cost_basis_eur,
+            open_buys_eur=self.open_eur(side="buy"),
+            price=price,
+        )
+
+    def allocation_left_eur(self, allocation_eur: Decimal) -> Decimal:
+        """What the user may still buy for: never below 0."""
+        invested = self.cost_basis_eur + self.open_eur(side="buy")
+        return max(Decimal("0"), allocation_eur - invested)
+
+
+def holdings_get(*, user) -> Holdings:
+    """The user's holdings now, in two statements: open claims first, then fills, so a claim
+    finishing in between is counted twice (too little left), never not at all."""
+    claims = tuple(
+        OpenClaim(market=market, side=side, amount_eur=amount)
+        for market, side, amount in TradeExecution.objects.for_user(user)
+        .filter(status__in=OPEN_STATUSES)
+        .values_list("market", "side", "amount_eur")
+    )
+    fills = history_fills(TradeHistory.objects.for_user(user))
+    return Holdings(positions=positions_from_fills(fills), open_claims=claims)
