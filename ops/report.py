@@ -230,7 +230,7 @@ class AssetBalance:
     unallocated: Decimal
     exchange: Decimal | None  # available + in order, as the read-only key last read it
     read_at: datetime | None
-    price: Decimal | None  # EUR per unit, to weigh the difference against the tolerance
+    price: Decimal | None  # EUR per unit, to weigh a difference (read only when there is one)
 
     @property
     def expected(self) -> Decimal:
@@ -297,21 +297,20 @@ def holdings_balances(*, price_of: Callable[[str], Decimal | None]) -> list[Asse
             users, unallocated = users + allocated, unallocated - allocated
         if snapshot is None and not users and not unallocated:
             continue
+        exchange = None if snapshot is None else snapshot.available + snapshot.in_order
+        # Only a difference needs a price (a read of the exchange's public ticker).
+        needs_price = asset != "EUR" and exchange is not None and exchange != users + unallocated
         lines.append(
             AssetBalance(
                 asset=asset,
                 users=users,
                 unallocated=unallocated,
-                exchange=None if snapshot is None else snapshot.available + snapshot.in_order,
+                exchange=exchange,
                 read_at=None if snapshot is None else snapshot.fetched_at,
-                price=Decimal("1") if asset == "EUR" else _price(price_of, asset),
+                price=price_of(f"{asset}-EUR") if needs_price else Decimal("1"),
             )
         )
     return lines
-
-
-def _price(price_of, asset: str) -> Decimal | None:
-    return price_of(f"{asset}-EUR")
 
 
 def market_price(market: str) -> Decimal | None:

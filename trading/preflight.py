@@ -68,7 +68,9 @@ def preflight_context(
         ),
         balance=_balance_facts(facts, price=price),
         now=facts.now,
-        holding=facts.holdings.facts(asset=asset_of(facts.proposal.market), price=price),
+        holding=None
+        if facts.holdings is None
+        else facts.holdings.facts(asset=asset_of(facts.proposal.market), price=price),
     )
 
 

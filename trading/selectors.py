@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, F, QuerySet, Subquery, Sum, Value
+from django.db.models import DecimalField, F, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -66,19 +66,22 @@ class PreflightFacts:
     execution_id: int | None  # the proposal's execution, if it has one
     stop_active: bool | None  # None: no stop row (the kill-switch rule refuses)
     recent: tuple[RecentTrade, ...]  # the user's live executions in the longest window
+    holdings: Holdings | None  # the user's own fills and open claims (None: no policy)
     # The last read-only snapshot of what the order spends, less what was claimed since.
     balance: tuple[Decimal, datetime, Decimal] | None  # available, as of, claimed since
     now: datetime
 
 
 def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> PreflightFacts:
-    """Everything preflight reads from the database about `proposal`, in two statements.
+    """Everything preflight reads from the database about `proposal`, in three statements.
 
     The first reads the proposal as it is now with its policy, its execution, the emergency
     stop and the balance; with `lock` (inside the claim's transaction) it also takes the
     user's lock, the policy row FOR UPDATE. The second, the user's live executions, runs once
     the lock is granted, with a snapshot of its own (READ COMMITTED): it sees every claim
-    committed before, so caps, cooldown and anti-flip are exact. On SQLite the claim's
+    committed before, so caps, cooldown and anti-flip are exact; with them come the user's
+    open claims. The third reads the user's fills (the holding and the cost basis of the
+    open positions). On SQLite the claim's
     transaction is BEGIN IMMEDIATE, which serialises claims the same way. Of the caller's
     `proposal` only the fields that never change (id, user, market, side) are used.
     """
@@ -124,7 +127,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
     now = timezone.now()  # after the lock was granted: no claim before it is in the future
     policy = getattr(row.user, "trading_policy", None)
-    recent = []
+    recent, open_claims, holdings = [], [], None
     execution_id = row.execution_pk
     if policy is not None:
         windows = trade_windows(
@@ -132,14 +135,24 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             cooldown_minutes=policy.cooldown_minutes,
             anti_flip_minutes=policy.anti_flip_minutes,
         )
-        for pk, proposal_id, market, side, claimed_at in TradeExecution.objects.filter(
+        # The window's live executions, and every open claim however old (its fills are
+        # not in the ledger yet): like the caps, exact under the lock.
+        live = TradeExecution.objects.filter(
+            Q(claimed_at__gte=windows.earliest) | Q(status__in=OPEN_STATUSES),
             user_id=proposal.user_id,
             status__in=TradeExecution.LIVE_STATUSES,
-            claimed_at__gte=windows.earliest,
-        ).values_list("pk", "proposal_id", "market", "side", "claimed_at"):
-            recent.append(RecentTrade(market=market, side=side, at=claimed_at))
+        ).values_list("pk", "proposal_id", "market", "side", "claimed_at", "status", "amount_eur")
+        for pk, proposal_id, market, side, claimed_at, status, amount_eur in live:
+            if claimed_at >= windows.earliest:
+                recent.append(RecentTrade(market=market, side=side, at=claimed_at))
+            if status in OPEN_STATUSES:
+                open_claims.append(OpenClaim(market=market, side=side, amount_eur=amount_eur))
             if proposal_id == proposal.pk:  # claimed while this waited for the lock
                 execution_id = pk
+        # After the claims: an execution finishing in between is counted twice (as a claim
+        # and in its fills: too little left), never not at all.
+        fills = history_fills(TradeHistory.objects.filter(user_id=proposal.user_id))
+        holdings = Holdings(positions=positions_from_fills(fills), open_claims=tuple(open_claims))
     balance = None
     if row.balance_available is not None:
         balance = (row.balance_available, row.balance_fetched_at, row.balance_spent)
@@ -149,6 +162,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         execution_id=execution_id,
         stop_active=row.stop_active,
         recent=tuple(recent),
+        holdings=holdings,
         balance=balance,
         now=now,
     )
