@@ -100,6 +100,8 @@ def exchange(simulator, settings, monkeypatch, db):
     balance snapshot taken with the read-only key (as the scan worker would)."""
     from exchange.rules_cache import market_rules_forget
     from exchange.services import balances_refresh
+    from exchange.simulator.state import DEFAULT_BALANCES
+    from trading.models import AccountFunds
 
     simulator.control.reset()
     cache.clear()
@@ -109,6 +111,9 @@ def exchange(simulator, settings, monkeypatch, db):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORACLE_ROLE", "execute")
     balances_refresh()
+    # The simulator's starting balances are what was paid into the account: the parts add up.
+    for asset, amount in DEFAULT_BALANCES.items():
+        AccountFunds.objects.update_or_create(asset=asset, defaults={"amount": amount})
     yield Exchange(simulator)
     simulator.control.reset()
 

@@ -11,7 +11,7 @@ from trading.reconcile import exchange_orders_between
 SHOWN = "%Y-%m-%d %H:%M:%S"
 
 
-def amount(value) -> str:
+def plain(value) -> str:
     return f"{value.normalize():f}"
 
 
@@ -145,11 +145,11 @@ class Command(BaseCommand):
         read_at = next((line.read_at for line in report.holdings if line.read_at), None)
         out(f"  balances read at:              {f'{read_at:{SHOWN}} UTC' if read_at else 'never'}")
         for line in report.holdings:
-            exchange = "-" if line.exchange is None else amount(line.exchange)
-            difference = "-" if line.difference is None else amount(line.difference)
+            exchange = "-" if line.exchange is None else plain(line.exchange)
+            difference = "-" if line.difference is None else plain(line.difference)
             out(
-                f"  {line.asset:<6} users {amount(line.users)} + unallocated "
-                f"{amount(line.unallocated)} = {amount(line.expected)}; exchange {exchange}; "
+                f"  {line.asset:<6} users {plain(line.users)} + unallocated "
+                f"{plain(line.unallocated)} = {plain(line.expected)}; exchange {exchange}; "
                 f"difference {difference}" + (f"  ALERT {line.alert}" if line.alert else "")
             )
         out("")
