@@ -126,7 +126,8 @@ def advisor_limits(policy, *, holdings: Holdings | None = None, snapshot: dict |
     }
     if holdings is None:
         return limits
-    limits["allocation_left_eur"] = holdings.allocation_left_eur(policy.allocation_eur)
+    left = holdings.allocation_left_eur(policy.allocation_eur)
+    limits["allocation_left_eur"] = left.quantize(CENT, ROUND_DOWN)
     limits["holdings"] = {}
     for market, data in (snapshot or {}).items():
         asset, last = asset_of(market), data.get("last")
