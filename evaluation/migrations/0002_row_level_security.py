@@ -1,21 +1,19 @@
-"""Row-level security on the evaluation tables, by the rule and code of trading 0007
-(forced, the same expression in USING and WITH CHECK). PostgreSQL only."""
-
-import importlib
+"""Row-level security on the evaluation tables, by the rule of every user-owned
+table (core/row_security.py). PostgreSQL only."""
 
 from django.db import migrations
 
-USER_OWNED_TABLES = ("advisor_decisions", "proposal_outcomes")
+from core.row_security import row_security_disable, row_security_enable
 
-_row_security = importlib.import_module("trading.migrations.0007_row_level_security")
+USER_OWNED_TABLES = ("advisor_decisions", "proposal_outcomes")
 
 
 def enable(apps, schema_editor):
-    _row_security.enable_on(schema_editor, USER_OWNED_TABLES)
+    row_security_enable(schema_editor, USER_OWNED_TABLES)
 
 
 def disable(apps, schema_editor):
-    _row_security.disable_on(schema_editor, USER_OWNED_TABLES)
+    row_security_disable(schema_editor, USER_OWNED_TABLES)
 
 
 class Migration(migrations.Migration):

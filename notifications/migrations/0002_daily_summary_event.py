@@ -1,6 +1,8 @@
 
 from django.db import migrations, models
 
+from core.row_security import migration_system_scope
+
 # The events every user had by default before daily_summary existed.
 EARLIER_EVENTS = {
     "proposal_pending",
@@ -15,16 +17,12 @@ EARLIER_EVENTS = {
 def subscribe_default_users(apps, schema_editor):
     """Users who kept every event (the default) get the new one too; a chosen subset stays
     as chosen."""
-    if schema_editor.connection.vendor == "postgresql":
-        # Row-level security (trading 0007) binds the table owner too: act in the system scope.
-        schema_editor.execute("SELECT set_config('oracle.scope', 'system', false)")
     settings_model = apps.get_model("notifications", "NotificationSettings")
-    for row in settings_model.objects.all():
-        if EARLIER_EVENTS <= set(row.events) and "daily_summary" not in row.events:
-            row.events = [*row.events, "daily_summary"]
-            row.save(update_fields=["events"])
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("SELECT set_config('oracle.scope', '', false)")
+    with migration_system_scope(schema_editor):
+        for row in settings_model.objects.all():
+            if EARLIER_EVENTS <= set(row.events) and "daily_summary" not in row.events:
+                row.events = [*row.events, "daily_summary"]
+                row.save(update_fields=["events"])
 
 
 class Migration(migrations.Migration):

@@ -1,5 +1,5 @@
 """Forced row-level security on portfolio_snapshots, the same rule as every user-owned table
-(trading 0007_row_level_security): a row is visible and writable when its user_id is the
+(core/row_security.py): a row is visible and writable when its user_id is the
 session's `oracle.user_id`, or `oracle.scope` is staff or system; with nothing set, nothing.
 
 PostgreSQL only: SQLite (the demo) has no row-level security.
@@ -7,30 +7,17 @@ PostgreSQL only: SQLite (the demo) has no row-level security.
 
 from django.db import migrations
 
+from core.row_security import row_security_disable, row_security_enable
+
 TABLE = "portfolio_snapshots"
-POLICY_RULE = """
-    current_setting('oracle.scope', true) IN ('staff', 'system')
-    OR user_id = NULLIF(current_setting('oracle.user_id', true), '')::bigint
-"""
 
 
 def enable(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(f"ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY")
-    schema_editor.execute(f"ALTER TABLE {TABLE} FORCE ROW LEVEL SECURITY")
-    schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {TABLE}")
-    schema_editor.execute(
-        f"CREATE POLICY oracle_scope ON {TABLE} USING ({POLICY_RULE}) WITH CHECK ({POLICY_RULE})"
-    )
+    row_security_enable(schema_editor, [TABLE])
 
 
 def disable(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {TABLE}")
-    schema_editor.execute(f"ALTER TABLE {TABLE} NO FORCE ROW LEVEL SECURITY")
-    schema_editor.execute(f"ALTER TABLE {TABLE} DISABLE ROW LEVEL SECURITY")
+    row_security_disable(schema_editor, [TABLE])
 
 
 class Migration(migrations.Migration):

@@ -1,20 +1,12 @@
-"""Row-level security on every user-owned table: the second layer under core.scoping.
-
-Each table admits a row only when the session's scope allows it:
-- `oracle.scope` is `staff` (the admin) or `system` (workers, operational reads): every row;
-- otherwise only rows whose user_id equals `oracle.user_id`; unset or empty, no row (fails
-  closed). The same rule guards what is read and what is written (USING and WITH CHECK).
-
-FORCE makes the table owner obey the policies too; only superusers and BYPASSRLS roles skip
-them, and the application never connects as either (see `manage.py db_roles`). Foreign-key
-checks are not subject to row security, so references across users still validate.
-A later data migration on these tables that runs as a non-superuser owner must first run
-`SELECT set_config('oracle.scope', 'system', false)`.
-
-PostgreSQL only: SQLite (the demo) has no row-level security.
+"""Row-level security on every user-owned table: the second layer under core.scoping (the
+rule and what it admits: core/row_security.py). Foreign-key checks are not subject to row
+security, so references across users still validate. A later data migration on these tables
+runs inside `core.row_security.migration_system_scope`.
 """
 
 from django.db import migrations
+
+from core.row_security import row_security_disable, row_security_enable
 
 USER_OWNED_TABLES = (
     "trading_policies",
@@ -29,41 +21,13 @@ USER_OWNED_TABLES = (
     "notification_deliveries",
 )
 
-POLICY_RULE = """
-    current_setting('oracle.scope', true) IN ('staff', 'system')
-    OR user_id = NULLIF(current_setting('oracle.user_id', true), '')::bigint
-"""
-
 
 def enable(apps, schema_editor):
-    enable_on(schema_editor, USER_OWNED_TABLES)
+    row_security_enable(schema_editor, USER_OWNED_TABLES)
 
 
 def disable(apps, schema_editor):
-    disable_on(schema_editor, USER_OWNED_TABLES)
-
-
-def enable_on(schema_editor, tables) -> None:
-    """The policy on `tables`; a later app's migration calls it for its own tables."""
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for table in tables:
-        schema_editor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        schema_editor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {table}")
-        schema_editor.execute(
-            f"CREATE POLICY oracle_scope ON {table} USING ({POLICY_RULE}) "
-            f"WITH CHECK ({POLICY_RULE})"
-        )
-
-
-def disable_on(schema_editor, tables) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for table in tables:
-        schema_editor.execute(f"DROP POLICY IF EXISTS oracle_scope ON {table}")
-        schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        schema_editor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+    row_security_disable(schema_editor, USER_OWNED_TABLES)
 
 
 class Migration(migrations.Migration):
