@@ -4,21 +4,21 @@ import django.core.validators
 import django.db.models.deletion
 from decimal import Decimal
 from django.conf import settings
-import importlib
-
 from django.db import migrations, models
 
+from core.row_security import row_security_disable, row_security_enable
 
-# The allocation audit is user-owned: row-level security by the rule of trading 0007.
-_row_security = importlib.import_module("trading.migrations.0007_row_level_security")
+
+# The allocation audit is user-owned: forced row-level security (core/row_security.py).
+TABLES = ["allocation_changes"]
 
 
 def enable(apps, schema_editor):
-    _row_security.enable_on(schema_editor, ("allocation_changes",))
+    row_security_enable(schema_editor, TABLES)
 
 
 def disable(apps, schema_editor):
-    _row_security.disable_on(schema_editor, ("allocation_changes",))
+    row_security_disable(schema_editor, TABLES)
 
 
 class Migration(migrations.Migration):
