@@ -153,7 +153,7 @@ class Policy(models.Model):
 
 
 class AllocationChange(models.Model):
-    """Append-only audit of a user's allocation: who changed it, from what, to what, why.
+    """Append-only audit of a user's allocation: who changed it, from what, to what.
     Funding a user or taking funds back is this change, made by staff."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

@@ -81,8 +81,8 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
     the lock is granted, with a snapshot of its own (READ COMMITTED): it sees every claim
     committed before, so caps, cooldown and anti-flip are exact; with them come the user's
     open claims. The third reads the user's fills (the holding and the cost basis of the
-    open positions). On SQLite the claim's
-    transaction is BEGIN IMMEDIATE, which serialises claims the same way. Of the caller's
+    open positions). On SQLite the claim's transaction is BEGIN IMMEDIATE, which serialises
+    claims the same way. Of the caller's
     `proposal` only the fields that never change (id, user, market, side) are used.
     """
     base, quote = proposal.market.split("-", 1)
@@ -111,7 +111,9 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             balance_available=Subquery(snapshot.values("available")),
             balance_fetched_at=Subquery(snapshot.values("fetched_at")),
             balance_spent=Coalesce(
-                Subquery(claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")),
+                Subquery(
+                    claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")
+                ),
                 Value(Decimal("0")),
                 output_field=DecimalField(),
             ),
