@@ -116,6 +116,7 @@ def main() -> None:
             cooldown_minutes=0,
             anti_flip_minutes=0,
             max_order_eur=Decimal("100"),
+            allocation_eur=Decimal("1000000"),  # every buy of a round fits the allocation
         )
 
     with connection.cursor() as cursor:

@@ -297,6 +297,8 @@ def accounts_create(*, users: int, jobs: int, rng: random.Random) -> list[Accoun
                 "gpt_hourly_limit": gpt_hourly,
                 "gpt_daily_limit": rng.randint(gpt_hourly // 2 + 1, 40),
                 "proposal_ttl_minutes": rng.randint(2, 10),
+                # Each user's share of the account: buys stop there, sells at what was bought.
+                "allocation_eur": rng.choice([200, 500, 1000]),
             },
         )
         token = Token.objects.create(user=user)

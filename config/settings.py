@@ -280,6 +280,9 @@ MARKET_RULES_CACHE_SECONDS = env.int("MARKET_RULES_CACHE_SECONDS", default=60)
 # --- Portfolio ----------------------------------------------------------------------------
 # Last prices used to value positions are at most this old (shared cache).
 PORTFOLIO_PRICE_CACHE_SECONDS = env.int("PORTFOLIO_PRICE_CACHE_SECONDS", default=30)
+# Per asset, the users' holdings plus unallocated funds may differ from the exchange's
+# balance by at most this much (valued in EUR) before it is an alert (fees, rounding dust).
+HOLDINGS_TOLERANCE_EUR = Decimal(env.str("HOLDINGS_TOLERANCE_EUR", default="1.00"))
 
 # --- Scans --------------------------------------------------------------------------------
 # A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.

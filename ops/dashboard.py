@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from budget.models import GptUsageLog
+from ops.report import holdings_balances, market_price
 from scheduler.models import ScanJob
 from scheduler.selectors import scan_jobs_status
 from trading.models import Policy, TradeExecution
@@ -54,6 +55,7 @@ def dashboard_summary() -> dict:
         "submitting": TradeExecution.objects.filter(status="SUBMITTING").count(),
         "scans": scan_jobs_status(now=now),
         "jobs": ScanJob.objects.select_related("user").order_by("-last_finished_at")[:50],
+        "holdings": holdings_balances(price_of=market_price),
     }
 
 

@@ -22,6 +22,7 @@ from core.counters import COUNTERS, counter_values
 from core.scoping import system_scope_view
 from exchange.models import ExchangeCall
 from exchange.transport import clock_offset_known, rate_limit_role_key
+from ops.report import holdings_balances, market_price
 from scheduler.models import ScanJob
 from trading.models import ProposalEvent, TradeExecution
 
@@ -91,6 +92,7 @@ class DatabaseCollector:
         yield from self._exchange()
         yield from self._scans()
         yield from self._llm()
+        yield from self._holdings()
 
     def _executions(self):
         executions = GaugeMetricFamily(
@@ -246,6 +248,25 @@ class DatabaseCollector:
         for row in refused.values("error").annotate(n=Count("id")):
             refusals.add_metric([row["error"]], row["n"])
         yield refusals
+
+    def _holdings(self):
+        difference = GaugeMetricFamily(
+            "oracle_holdings_difference",
+            "Per asset, the exchange's balance less every user's holding and the unallocated "
+            "funds (in the asset's units; 0 when the parts add up)",
+            labels=["asset"],
+        )
+        alert = GaugeMetricFamily(
+            "oracle_holdings_alert",
+            "1 when an asset's difference is beyond HOLDINGS_TOLERANCE_EUR or cannot be told",
+            labels=["asset"],
+        )
+        for line in holdings_balances(price_of=market_price):
+            if line.difference is not None:
+                difference.add_metric([line.asset], float(line.difference))
+            alert.add_metric([line.asset], 1 if line.alert else 0)
+        yield difference
+        yield alert
 
 
 @system_scope_view

@@ -8,9 +8,11 @@ key), so this module never touches the exchange.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -18,11 +20,15 @@ from django.db.models import Count, Q, Sum
 from budget.models import GptUsageLog
 from core.counters import counter_values
 from exchange.fills import order_is_final, order_reported_filled, order_status
-from exchange.models import ExchangeCall
+from exchange.models import BalanceSnapshot, ExchangeCall
+from portfolio.valuation import market_quote
 from scheduler.models import ScanJob
 from scheduler.services import LEASE_EXPIRED
 from trading.fills import EUR_PLACES
-from trading.models import Policy, TradeExecution
+from trading.models import AccountFunds, Policy, TradeExecution, TradeHistory
+from trading.selectors import history_fills
+
+ZERO = Decimal("0")
 
 Status = TradeExecution.Status
 
@@ -47,14 +53,25 @@ class Report:
     fills_not_recorded: int = 0  # finished executions from before fills were recorded
     budget: dict = field(default_factory=dict)
     scans: dict = field(default_factory=dict)
+    # Per asset, every user's holding plus unallocated funds against the exchange's balance.
+    holdings: list[AssetBalance] = field(default_factory=list)
 
     @property
     def orphans(self) -> int:
         return len(self.orphan_orders) + len(self.orphan_executions)
 
     @property
+    def holding_alerts(self) -> list[AssetBalance]:
+        return [line for line in self.holdings if line.alert]
+
+    @property
     def problems(self) -> int:
-        return self.orphans + len(self.fill_differences) + len(self.orders_without_call)
+        return (
+            self.orphans
+            + len(self.fill_differences)
+            + len(self.orders_without_call)
+            + len(self.holding_alerts)
+        )
 
 
 def report_markets(*, since: datetime, until: datetime) -> list[str]:
@@ -86,6 +103,7 @@ def report_build(
     markets: list[str],
     orders: list[dict],
     clock_offset_ms: int = 0,
+    price_of: Callable[[str], Decimal | None] | None = None,
 ) -> Report:
     """Compares `orders` (listed over report_lookup_range) with the executions and the order
     calls' log, and adds the budget and scan figures, for [since, until]. Orders are stamped
@@ -141,6 +159,7 @@ def report_build(
     report.orders_without_call = _orders_without_call(in_range)
     report.budget = _budget(since=since, until=until)
     report.scans = _scans(since=since, until=until)
+    report.holdings = holdings_balances(price_of=price_of or market_price)
     return report
 
 
@@ -215,3 +234,105 @@ def _scans(*, since: datetime, until: datetime) -> dict:
     jobs["lease_contention_total"] = counters["scan_lease_contention"]
     jobs["claimed_total"] = counters["scan_jobs_claimed"]
     return jobs
+
+
+# --- the parts add up: every user's holding plus unallocated funds against the exchange -------
+
+
+@dataclass(frozen=True)
+class AssetBalance:
+    """One asset of the shared account. `users` is every user's holding (of EUR: their
+    allocations plus what their fills received less what they paid), `unallocated` the
+    account's funds no user was given; together they are what the exchange should hold."""
+
+    asset: str
+    users: Decimal
+    unallocated: Decimal
+    exchange: Decimal | None  # available + in order, as the read-only key last read it
+    read_at: datetime | None
+    price: Decimal | None  # EUR per unit, to weigh a difference (read only when there is one)
+
+    @property
+    def expected(self) -> Decimal:
+        return self.users + self.unallocated
+
+    @property
+    def difference(self) -> Decimal | None:
+        """What the exchange holds beyond what the product accounts for (deposits,
+        withdrawals, fees or trades outside the product); negative: less than it should."""
+        return None if self.exchange is None else self.exchange - self.expected
+
+    @property
+    def difference_eur(self) -> Decimal | None:
+        if self.difference is None or self.price is None:
+            return None
+        return self.difference * self.price
+
+    @property
+    def alert(self) -> str:
+        """Why this asset does not add up ("" when it does, within the tolerance)."""
+        if self.exchange is None:
+            return "NO_BALANCE: the exchange's balance was never read."
+        if self.difference == 0:
+            return ""
+        off = f"{self.difference.normalize():+f} {self.asset}"
+        if self.difference_eur is None:
+            return f"NOT_VALUED: {off}, and no price to weigh it."
+        if abs(self.difference_eur) > settings.HOLDINGS_TOLERANCE_EUR:
+            return (
+                f"HOLDINGS_DIFFER: the exchange holds {off} "
+                f"({self.difference_eur:+.2f} EUR) beyond the users' holdings and unallocated "
+                f"funds (tolerance {settings.HOLDINGS_TOLERANCE_EUR} EUR)."
+            )
+        return ""
+
+
+def holdings_balances(*, price_of: Callable[[str], Decimal | None]) -> list[AssetBalance]:
+    """Per asset: the sum of every user's holding (from every fill up to the moment the
+    balances were read) plus unallocated funds, against the exchange's balances.
+
+    EUR belongs to users by their allocation: funds paid in, less what was allocated, is
+    unallocated. Each fill moves the account as the exchange moves it: a buy pays its EUR
+    and receives the asset, a sell the reverse, the fee leaves in its own currency.
+    """
+    snapshots = {row.asset: row for row in BalanceSnapshot.objects.all()}
+    read_at = max((row.fetched_at for row in snapshots.values()), default=None)
+    funds = dict(AccountFunds.objects.values_list("asset", "amount"))
+    allocated = Policy.objects.aggregate(total=Sum("allocation_eur", default=ZERO))["total"]
+    flows: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    rows = TradeHistory.objects.all()
+    if read_at is not None:
+        rows = rows.filter(executed_at__lte=read_at)  # what the balances can already show
+    for fill in history_fills(rows):
+        quote = fill.market.split("-")[-1]
+        sign = 1 if fill.side == "buy" else -1
+        flows[fill.asset] += sign * fill.quantity
+        flows[quote] -= sign * fill.amount_eur
+        flows[fill.fee_currency] -= fill.fee
+    lines = []
+    for asset in sorted({*snapshots, *funds, *flows, "EUR"}):
+        snapshot = snapshots.get(asset)
+        users, unallocated = flows[asset], funds.get(asset, ZERO)
+        if asset == "EUR":
+            users, unallocated = users + allocated, unallocated - allocated
+        if snapshot is None and not users and not unallocated:
+            continue
+        exchange = None if snapshot is None else snapshot.available + snapshot.in_order
+        # Only a difference needs a price (a read of the exchange's public ticker).
+        needs_price = asset != "EUR" and exchange is not None and exchange != users + unallocated
+        lines.append(
+            AssetBalance(
+                asset=asset,
+                users=users,
+                unallocated=unallocated,
+                exchange=exchange,
+                read_at=None if snapshot is None else snapshot.fetched_at,
+                price=price_of(f"{asset}-EUR") if needs_price else Decimal("1"),
+            )
+        )
+    return lines
+
+
+def market_price(market: str) -> Decimal | None:
+    """The market's last price from the shared cache or the public ticker; None if unread."""
+    return market_quote(market).price

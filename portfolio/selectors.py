@@ -7,47 +7,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import F
 from django.utils import timezone
 
 from budget.selectors import budget_usage_summary
 from portfolio.formatting import eur_text as eur
-from portfolio.ledger import (
+from portfolio.models import PortfolioSnapshot
+from portfolio.valuation import Quote, currency_rate_at, market_quote
+from trading.ledger import (
     BUY,
     CONTEXT,
     ZERO,
     Fill,
     Position,
-    fee_in_eur,
     positions_from_fills,
     realized_between,
 )
-from portfolio.models import PortfolioSnapshot
-from portfolio.valuation import Quote, currency_rate_at, market_quote
 from trading.models import Policy, TradeHistory, TradeProposal
+from trading.selectors import history_fills
 
 # --- fills ------------------------------------------------------------------------------------
-
-
-# Where each figure of a fill is in trade history (one row per exchange fill). Rows from
-# before fills were kept carry no fee currency of their own: the order's, as the exchange
-# answered it, is on the execution.
-HISTORY_COLUMNS = {
-    "executed_at": "executed_at",
-    "market": "market",
-    "asset": "asset",
-    "side": "side",
-    "quantity": "amount",
-    "price": "price",
-    "amount_eur": "amount_eur",
-    "fee": "fee",
-    "fee_currency": "fee_currency",
-    "order_fee_currency": "execution__bitvavo_response__feeCurrency",
-    "fee_eur": "fee_eur",
-    "execution_id": "execution_id",
-    "exchange_order_id": "execution__exchange_order_id",
-    "fill_id": "fill_id",
-}
 
 
 def fills_list(*, user, start: datetime | None = None, end: datetime | None = None) -> list[Fill]:
@@ -58,47 +36,7 @@ def fills_list(*, user, start: datetime | None = None, end: datetime | None = No
         rows = rows.filter(executed_at__gte=start)
     if end is not None:
         rows = rows.filter(executed_at__lt=end)
-    rows = rows.order_by("executed_at", "id").values(
-        **{f"f_{name}": F(column) for name, column in HISTORY_COLUMNS.items()}
-    )
-    return [_fill(row) for row in rows]
-
-
-def _fill(row: dict) -> Fill:
-    values = {name[2:]: value for name, value in row.items()}
-    asset, fee, price = values["asset"], values["fee"], values["price"]
-    fee_currency = str(
-        values["fee_currency"] or values["order_fee_currency"] or _quote_of(values["market"])
-    ).upper()
-    fee_eur = values.get("fee_eur")
-    if fee_eur is None:
-        needs_rate = fee and fee_currency not in ("EUR", asset.upper())
-        fee_eur = fee_in_eur(
-            fee=fee,
-            fee_currency=fee_currency,
-            asset=asset,
-            price=price,
-            rate=currency_rate_at(fee_currency, values["executed_at"]) if needs_rate else None,
-        )
-    return Fill(
-        executed_at=values["executed_at"],
-        market=values["market"],
-        asset=asset,
-        side=values["side"],
-        quantity=values["quantity"],
-        price=price,
-        amount_eur=values["amount_eur"],
-        fee=fee,
-        fee_currency=fee_currency,
-        fee_eur=fee_eur,
-        execution_id=values.get("execution_id"),
-        exchange_order_id=values.get("exchange_order_id") or "",
-        fill_id=str(values.get("fill_id") or ""),
-    )
-
-
-def _quote_of(market: str) -> str:
-    return market.split("-", 1)[1] if "-" in market else "EUR"
+    return history_fills(rows, rate_at=currency_rate_at)
 
 
 # --- positions --------------------------------------------------------------------------------

@@ -9,22 +9,26 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import openai
 from django.conf import settings
 
 from scheduler.errors import AdvisorCallFailed, AdvisorOutputInvalid
 from trading.errors import ProposalInvalid
+from trading.selectors import Holdings
 from trading.services import proposal_validate_fields
+from trading.validators import asset_of
 
 PROPOSE = "propose"
 NO_TRADE = "no_trade"
 MAX_COMPLETION_TOKENS = 500
 # Stored with every decision; bumped whenever what the advisor is shown or asked changes.
 # v2: several timeframes with indicators, the advisor's own scored record, an exit plan.
-PROMPT_VERSION = "v2"
+# v3: the user's holdings per market and the allocation left for buys.
+PROMPT_VERSION = "v3"
 MAX_EXIT_HORIZON_HOURS = 30 * 24
+CENT = Decimal("0.01")
 
 # Strict structured output: every key is present, the ones a "no trade" does not need are null.
 OUTPUT_SCHEMA = {
@@ -79,8 +83,11 @@ SYSTEM_PROMPT = (
     'Otherwise "propose" one trade in one of the given markets, with amount_eur between '
     "min_order_eur and max_order_eur, an exit plan (stop-loss and take-profit prices, a "
     "horizon in hours), what would invalidate the idea, and a confidence that your record "
-    "would support: most trades lose to doing nothing after fees. A human reviews every "
-    "proposal before anything is executed."
+    "would support: most trades lose to doing nothing after fees. The user trades only their "
+    "own share: limits.holdings says what they hold of each market's asset (a sell may be "
+    "for at most sellable_eur) and limits.allocation_left_eur what buys may still spend; "
+    "never propose more than either. A human reviews every proposal before anything is "
+    "executed."
 )
 
 
@@ -108,13 +115,43 @@ def _as_json(data: dict) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def advisor_limits(policy) -> dict:
-    """The user's limits as the advisor is given them."""
-    return {
+def advisor_limits(policy, *, holdings: Holdings | None = None, snapshot: dict | None = None):
+    """The user's limits as the advisor is given them; with `holdings`, what the user holds
+    of each snapshot market's asset (valued at the snapshot's last price) and what their
+    allocation leaves for buys, so no sell of what they do not hold is proposed."""
+    limits = {
         "min_order_eur": policy.min_order_eur,
         "max_order_eur": policy.max_order_eur,
         "min_confidence": policy.min_confidence,
     }
+    if holdings is None:
+        return limits
+    left = holdings.allocation_left_eur(policy.allocation_eur)
+    limits["allocation_left_eur"] = left.quantize(CENT, ROUND_DOWN)
+    limits["holdings"] = {}
+    for market, data in (snapshot or {}).items():
+        asset, last = asset_of(market), data.get("last")
+        quantity, selling = holdings.quantity(asset), holdings.open_eur(side="sell", asset=asset)
+        value = None if last is None else (quantity * last).quantize(CENT, ROUND_DOWN)
+        limits["holdings"][market] = {
+            "asset": asset,
+            "quantity": quantity.normalize(),
+            "value_eur": value,
+            "open_sells_eur": selling,
+            "sellable_eur": None if value is None else max(Decimal("0"), value - selling),
+        }
+    return limits
+
+
+def advice_allowed(*, market: str, side: str, amount_eur: Decimal, limits: dict) -> bool:
+    """Whether the user's holdings and allocation (when the limits carry them) leave room
+    for this trade: preflight would refuse it otherwise."""
+    if side == "sell" and "holdings" in limits:
+        sellable = (limits["holdings"].get(market) or {}).get("sellable_eur")
+        return sellable is not None and Decimal(str(sellable)) >= amount_eur
+    if side == "buy" and "allocation_left_eur" in limits:
+        return Decimal(str(limits["allocation_left_eur"])) >= amount_eur
+    return True
 
 
 def advisor_input(*, snapshot: dict, limits: dict, track_record: list) -> dict:
@@ -262,7 +299,8 @@ class OfflineAdvisor:
 
     The market that moved most over 24 hours relative to its hourly noise, if it moved at
     least MIN_MOVE and is not wilder than MAX_VOLATILITY: buy on a rise, sell on a fall, the
-    user's minimum amount, more confidence for a steadier move.
+    user's minimum amount, more confidence for a steadier move. A sell only of what the user
+    holds, a buy only within the allocation left (when the limits say them).
     """
 
     name = "offline"
@@ -281,10 +319,14 @@ class OfflineAdvisor:
 
     def decide(self, *, snapshot: dict, limits: dict) -> dict:
         best = None
+        amount = Decimal(str(limits["min_order_eur"]))
         for market, data in sorted(snapshot.items()):
             move, noise = data["change_24h"], data["volatility_1h"]
             if abs(move) < self.MIN_MOVE or noise > self.MAX_VOLATILITY:
                 continue
+            side = "buy" if move > 0 else "sell"
+            if not advice_allowed(market=market, side=side, amount_eur=amount, limits=limits):
+                continue  # not the user's to sell, or no allocation left to buy
             score = abs(move) / max(noise, self.MIN_VOLATILITY)
             if best is None or score > best[0]:
                 best = (score, market, move, noise)

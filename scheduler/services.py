@@ -46,7 +46,7 @@ from scheduler.errors import (
 from scheduler.market import market_snapshot_build
 from scheduler.models import ScanJob
 from trading.models import TradeProposal
-from trading.selectors import policy_get_for_user
+from trading.selectors import holdings_get, policy_get_for_user
 from trading.services import MARKET_PATTERN, proposal_create
 
 logger = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     scan_job_extend_lease(job_id=job_id, lock_token=lock_token)
 
     advisor = advisor_get()
-    limits = advisor_limits(policy)
+    limits = advisor_limits(policy, holdings=holdings_get(user=job.user), snapshot=snapshot)
     track_record = advisor_track_record(user_id=job.user_id, model=advisor.model, markets=markets)
     decided = _decision_recorder(
         job=job,

@@ -171,6 +171,8 @@ def exchange(simulator, settings, monkeypatch, db):
     from exchange.models import ExchangeCall
     from exchange.rules_cache import market_rules_forget
     from exchange.services import balances_refresh
+    from exchange.simulator.state import DEFAULT_BALANCES
+    from trading.models import AccountFunds
 
     simulator.control.reset()
     cache.clear()
@@ -180,6 +182,9 @@ def exchange(simulator, settings, monkeypatch, db):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORACLE_ROLE", "execute")
     balances_refresh()
+    # The simulator's starting balances are what was paid into the account: the parts add up.
+    for asset, amount in DEFAULT_BALANCES.items():
+        AccountFunds.objects.update_or_create(asset=asset, defaults={"amount": amount})
     yield Exchange(simulator)
     simulator.control.reset()
     # Order calls are logged on a connection of their own, committed outside the test's

@@ -1,6 +1,7 @@
 """factory-boy factories for every model, with safe defaults for a tradeable proposal."""
 
 import functools
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -50,6 +51,8 @@ class PolicyFactory(factory.django.DjangoModelFactory):
     min_order_eur = Decimal("10")
     max_order_eur = Decimal("100")
     min_confidence = 50
+    # Room for the buys a test makes; allocation tests set their own.
+    allocation_eur = Decimal("1000")
 
 
 class EmergencyStopFactory(factory.django.DjangoModelFactory):
@@ -178,7 +181,7 @@ class AdvisorDecisionFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     advisor = "llm"
     model = "gpt-4o-mini"
-    prompt_version = "v2"
+    prompt_version = "v3"
     input = factory.LazyFunction(lambda: {"markets": {}, "limits": {}, "track_record": []})
     raw_reply = '{"decision": "no_trade"}'
     decision = AdvisorDecision.Decision.NO_TRADE
@@ -211,3 +214,44 @@ class PortfolioSnapshotFactory(factory.django.DjangoModelFactory):
     realized_pnl_eur = Decimal("0")
     fees_eur = Decimal("0.0625")
     taken_at = factory.LazyFunction(timezone.now)
+
+
+def holding_give(
+    user,
+    *,
+    market: str = "BTC-EUR",
+    quantity: Decimal | str = "0.01",
+    price: Decimal | str = "50000",
+) -> TradeHistory:
+    """The user holds `quantity` of the market's asset: one filled buy in their ledger, a
+    month ago (so no cooldown, anti-flip or cap counts it), bought at `price` without fee.
+    Its cost (quantity x price) counts in the user's allocation like any open position."""
+    quantity, price = Decimal(str(quantity)), Decimal(str(price))
+    at = timezone.now() - timedelta(days=30)
+    amount_eur = (quantity * price).quantize(Decimal("0.01"))
+    execution = TradeExecutionFactory(
+        user=user,
+        proposal__user=user,
+        proposal__market=market,
+        proposal__side="buy",
+        proposal__amount_eur=amount_eur,
+        status=TradeExecution.Status.SUBMITTED,
+        exchange_order_id=f"held-{uuid.uuid4()}",
+        exchange_status="filled",
+        filled_amount=quantity,
+        filled_eur=quantity * price,
+        fee_eur=Decimal("0"),
+        claimed_at=at,
+        submitting_at=at,
+        finished_at=at,
+    )
+    return TradeHistoryFactory(
+        execution=execution,
+        amount=quantity,
+        amount_eur=quantity * price,
+        price=price,
+        fee=Decimal("0"),
+        fee_currency="EUR",
+        fee_eur=Decimal("0"),
+        executed_at=at,
+    )

@@ -21,6 +21,8 @@ from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
 from trading import selectors, services
 from trading.models import (
+    AccountFunds,
+    AllocationChange,
     EmergencyStop,
     Policy,
     ProposalEvent,
@@ -392,3 +394,26 @@ class ProposalEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "proposal", "kind", "actor")
     list_filter = ("kind",)
     list_select_related = ("proposal", "actor")
+
+
+@admin.register(AllocationChange)
+class AllocationChangeAdmin(ReadOnlyAdmin):
+    """Funding and withdrawals: every change of a user's allocation, who made it."""
+
+    list_display = ("created_at", "user", "before_eur", "after_eur", "actor")
+    list_select_related = ("user", "actor")
+    date_hierarchy = "created_at"
+
+
+@admin.register(AccountFunds)
+class AccountFundsAdmin(admin.ModelAdmin):
+    """Deposits less withdrawals of the shared account, per asset, recorded by staff: what
+    oracle_report adds to every user's fills to expect the exchange's balances."""
+
+    list_display = ("asset", "amount", "updated_by", "updated_at")
+    fields = ("asset", "amount", "note", "updated_by", "updated_at")
+    readonly_fields = ("updated_by", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)

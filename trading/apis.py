@@ -82,7 +82,7 @@ class PolicyApi(APIView):
 
         class Meta:
             model = Policy
-            fields = Policy.SNAPSHOT_FIELDS
+            fields = tuple(f for f in Policy.SNAPSHOT_FIELDS if f not in Policy.STAFF_FIELDS)
             ref_name = "PolicyPatchInput"
 
     class OutputSerializer(serializers.ModelSerializer):
@@ -105,6 +105,14 @@ class PolicyApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def patch(self, request):
+        staff_only = sorted(set(Policy.STAFF_FIELDS) & set(getattr(request.data, "keys", list)()))
+        if staff_only:
+            # A user's share of the shared account is set by staff (funding), never by the user.
+            raise PermissionMissing(
+                f"{', '.join(staff_only)}: only staff change this, in the console.",
+                code="POLICY_FIELD_STAFF_ONLY",
+                extra={"fields": staff_only},
+            )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         policy = services.policy_update(user=request.user, changes=serializer.validated_data)

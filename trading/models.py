@@ -54,6 +54,12 @@ class Policy(models.Model):
     max_trades_per_hour = models.PositiveIntegerField(
         default=2, validators=[MaxValueValidator(10000)]
     )
+    # The most the user may have invested at once (open positions at cost, open buys and the
+    # next buy): their share of the shared account. 0 for a new user: nothing may be bought.
+    # Staff set it (funding and withdrawals); the user's API shows it, never changes it.
+    allocation_eur = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("0"), validators=[NOT_NEGATIVE]
+    )
     gpt_daily_limit = models.PositiveIntegerField(
         default=48, validators=[MaxValueValidator(100000)]
     )
@@ -81,11 +87,15 @@ class Policy(models.Model):
         "anti_flip_minutes",
         "max_daily_trades",
         "max_trades_per_hour",
+        "allocation_eur",
         "gpt_daily_limit",
         "gpt_hourly_limit",
         "scan_interval_minutes",
         "proposal_ttl_minutes",
     )
+
+    # Of those, what only staff change (a user may not raise their own share of the account).
+    STAFF_FIELDS = ("allocation_eur",)
 
     class Meta:
         db_table = "trading_policies"
@@ -140,6 +150,50 @@ class Policy(models.Model):
     def snapshot_and_hash(self) -> tuple[dict, str]:
         snapshot = self.snapshot()
         return snapshot, self.hash_snapshot(snapshot)
+
+
+class AllocationChange(models.Model):
+    """Append-only audit of a user's allocation: who changed it, from what, to what.
+    Funding a user or taking funds back is this change, made by staff."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    before_eur = models.DecimalField(max_digits=18, decimal_places=2)
+    after_eur = models.DecimalField(max_digits=18, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "allocation_changes"
+        indexes = [models.Index(fields=["user", "-created_at"], name="allocation_changes_user")]
+
+    def __str__(self) -> str:
+        return f"Allocation of {self.user}: {self.before_eur} -> {self.after_eur} EUR"
+
+
+class AccountFunds(models.Model):
+    """What was paid into the shared exchange account from outside, per asset: deposits less
+    withdrawals, as staff record them. The users' allocations are carved out of its EUR; the
+    rest is unallocated. Funds plus every fill of every user must equal the exchange's
+    balance of each asset (oracle_report checks it)."""
+
+    asset = models.CharField(max_length=16, unique=True)
+    amount = models.DecimalField(max_digits=36, decimal_places=12)
+    note = models.TextField(blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "account_funds"
+        verbose_name_plural = "account funds"
+
+    def __str__(self) -> str:
+        return f"{self.asset}: {self.amount}"
 
 
 class EmergencyStop(models.Model):

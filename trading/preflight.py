@@ -28,6 +28,7 @@ from trading.validators import (
     PreflightContext,
     PreflightResult,
     ProposalFacts,
+    asset_of,
     preflight_run,
 )
 
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 def exchange_facts(proposal: TradeProposal) -> tuple[MarketRules | None, Decimal | None]:
-    """The market's rules and, for a sell, its price: read before any lock is taken."""
+    """The market's rules and, for a sell, its price (the holding and the balance are valued
+    at it): read before any lock is taken."""
     price = None
     if proposal.side == "sell":
         try:
@@ -66,6 +68,9 @@ def preflight_context(
         ),
         balance=_balance_facts(facts, price=price),
         now=facts.now,
+        holding=None
+        if facts.holdings is None
+        else facts.holdings.facts(asset=asset_of(facts.proposal.market), price=price),
     )
 
 
@@ -80,6 +85,7 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
         anti_flip_minutes=policy.anti_flip_minutes,
         max_daily_trades=policy.max_daily_trades,
         max_trades_per_hour=policy.max_trades_per_hour,
+        allocation_eur=policy.allocation_eur,
     )
 
 

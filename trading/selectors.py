@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, QuerySet, Subquery, Sum, Value
+from django.db.models import DecimalField, F, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -14,8 +15,9 @@ from budget.selectors import budget_usage_counts
 from exchange.models import BalanceSnapshot
 from trading.errors import NotFound
 from trading.fills import COUNTED_EUR
-from trading.models import EmergencyStop, Policy, TradeExecution, TradeProposal
-from trading.validators import RecentTrade, trade_windows
+from trading.ledger import Fill, Position, fee_in_eur, positions_from_fills
+from trading.models import EmergencyStop, Policy, TradeExecution, TradeHistory, TradeProposal
+from trading.validators import HoldingFacts, RecentTrade, asset_of, trade_windows
 
 
 def policy_get_for_user(*, user) -> Policy:
@@ -64,20 +66,23 @@ class PreflightFacts:
     execution_id: int | None  # the proposal's execution, if it has one
     stop_active: bool | None  # None: no stop row (the kill-switch rule refuses)
     recent: tuple[RecentTrade, ...]  # the user's live executions in the longest window
+    holdings: Holdings | None  # the user's own fills and open claims (None: no policy)
     # The last read-only snapshot of what the order spends, less what was claimed since.
     balance: tuple[Decimal, datetime, Decimal] | None  # available, as of, claimed since
     now: datetime
 
 
 def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> PreflightFacts:
-    """Everything preflight reads from the database about `proposal`, in two statements.
+    """Everything preflight reads from the database about `proposal`, in three statements.
 
     The first reads the proposal as it is now with its policy, its execution, the emergency
     stop and the balance; with `lock` (inside the claim's transaction) it also takes the
     user's lock, the policy row FOR UPDATE. The second, the user's live executions, runs once
     the lock is granted, with a snapshot of its own (READ COMMITTED): it sees every claim
-    committed before, so caps, cooldown and anti-flip are exact. On SQLite the claim's
-    transaction is BEGIN IMMEDIATE, which serialises claims the same way. Of the caller's
+    committed before, so caps, cooldown and anti-flip are exact; with them come the user's
+    open claims. The third reads the user's fills (the holding and the cost basis of the
+    open positions). On SQLite the claim's transaction is BEGIN IMMEDIATE, which serialises
+    claims the same way. Of the caller's
     `proposal` only the fields that never change (id, user, market, side) are used.
     """
     base, quote = proposal.market.split("-", 1)
@@ -124,7 +129,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
     now = timezone.now()  # after the lock was granted: no claim before it is in the future
     policy = getattr(row.user, "trading_policy", None)
-    recent = []
+    recent, open_claims, holdings = [], [], None
     execution_id = row.execution_pk
     if policy is not None:
         windows = trade_windows(
@@ -132,14 +137,24 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             cooldown_minutes=policy.cooldown_minutes,
             anti_flip_minutes=policy.anti_flip_minutes,
         )
-        for pk, proposal_id, market, side, claimed_at in TradeExecution.objects.filter(
+        # The window's live executions, and every open claim however old (its fills are
+        # not in the ledger yet): like the caps, exact under the lock.
+        live = TradeExecution.objects.filter(
+            Q(claimed_at__gte=windows.earliest) | Q(status__in=OPEN_STATUSES),
             user_id=proposal.user_id,
             status__in=TradeExecution.LIVE_STATUSES,
-            claimed_at__gte=windows.earliest,
-        ).values_list("pk", "proposal_id", "market", "side", "claimed_at"):
-            recent.append(RecentTrade(market=market, side=side, at=claimed_at))
+        ).values_list("pk", "proposal_id", "market", "side", "claimed_at", "status", "amount_eur")
+        for pk, proposal_id, market, side, claimed_at, status, amount_eur in live:
+            if claimed_at >= windows.earliest:
+                recent.append(RecentTrade(market=market, side=side, at=claimed_at))
+            if status in OPEN_STATUSES:
+                open_claims.append(OpenClaim(market=market, side=side, amount_eur=amount_eur))
             if proposal_id == proposal.pk:  # claimed while this waited for the lock
                 execution_id = pk
+        # After the claims: an execution finishing in between is counted twice (as a claim
+        # and in its fills: too little left), never not at all.
+        fills = history_fills(TradeHistory.objects.filter(user_id=proposal.user_id))
+        holdings = Holdings(positions=positions_from_fills(fills), open_claims=tuple(open_claims))
     balance = None
     if row.balance_available is not None:
         balance = (row.balance_available, row.balance_fetched_at, row.balance_spent)
@@ -149,6 +164,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         execution_id=execution_id,
         stop_active=row.stop_active,
         recent=tuple(recent),
+        holdings=holdings,
         balance=balance,
         now=now,
     )
@@ -187,3 +203,137 @@ def trading_status(*, user) -> dict:
             "this_hour": max(0, policy.gpt_hourly_limit - llm_hour),
         },
     }
+
+
+# --- the user's own share of the account: fills and open claims --------------------------------
+
+# Where each figure of a fill is in trade history (one row per exchange fill). Rows from
+# before fills were kept carry no fee currency of their own: the order's, as the exchange
+# answered it, is on the execution.
+HISTORY_COLUMNS = {
+    "executed_at": "executed_at",
+    "market": "market",
+    "asset": "asset",
+    "side": "side",
+    "quantity": "amount",
+    "price": "price",
+    "amount_eur": "amount_eur",
+    "fee": "fee",
+    "fee_currency": "fee_currency",
+    "order_fee_currency": "execution__bitvavo_response__feeCurrency",
+    "fee_eur": "fee_eur",
+    "execution_id": "execution_id",
+    "exchange_order_id": "execution__exchange_order_id",
+    "fill_id": "fill_id",
+}
+
+
+def history_fills(rows: QuerySet, *, rate_at: Callable | None = None) -> list[Fill]:
+    """Trade-history `rows` as ledger fills in time order, in one query. A fee in a third
+    currency without a stored EUR value is converted by `rate_at(currency, at)` if given,
+    else left unconverted (the ledger counts it as 0 and flags it)."""
+    rows = rows.order_by("executed_at", "id").values(
+        **{f"f_{name}": F(column) for name, column in HISTORY_COLUMNS.items()}
+    )
+    return [_fill(row, rate_at) for row in rows]
+
+
+def _fill(row: dict, rate_at: Callable | None) -> Fill:
+    values = {name[2:]: value for name, value in row.items()}
+    asset, fee, price = values["asset"], values["fee"], values["price"]
+    fee_currency = str(
+        values["fee_currency"] or values["order_fee_currency"] or values["market"].split("-")[-1]
+    ).upper()
+    fee_eur = values.get("fee_eur")
+    if fee_eur is None:
+        needs_rate = fee and fee_currency not in ("EUR", asset.upper())
+        fee_eur = fee_in_eur(
+            fee=fee,
+            fee_currency=fee_currency,
+            asset=asset,
+            price=price,
+            rate=rate_at(fee_currency, values["executed_at"]) if needs_rate and rate_at else None,
+        )
+    return Fill(
+        executed_at=values["executed_at"],
+        market=values["market"],
+        asset=asset,
+        side=values["side"],
+        quantity=values["quantity"],
+        price=price,
+        amount_eur=values["amount_eur"],
+        fee=fee,
+        fee_currency=fee_currency,
+        fee_eur=fee_eur,
+        execution_id=values.get("execution_id"),
+        exchange_order_id=values.get("exchange_order_id") or "",
+        fill_id=str(values.get("fill_id") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class OpenClaim:
+    """An execution of the user's not final yet: its fills are not in the ledger."""
+
+    market: str
+    side: str
+    amount_eur: Decimal
+
+
+# Claimed and not final: what the ledger does not have yet. A SUBMITTED execution is final:
+# its history rows were written in the transaction that made it SUBMITTED.
+OPEN_STATUSES = (TradeExecution.Status.CLAIMED, TradeExecution.Status.SUBMITTING)
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """A user's share of the shared account: positions from their own fills (average
+    cost), and their open claims."""
+
+    positions: dict[str, Position]
+    open_claims: tuple[OpenClaim, ...]
+
+    def quantity(self, asset: str) -> Decimal:
+        position = self.positions.get(asset)
+        return position.quantity if position else Decimal("0")
+
+    @property
+    def cost_basis_eur(self) -> Decimal:
+        return sum((p.cost_eur for p in self.positions.values()), Decimal("0"))
+
+    def open_eur(self, *, side: str, asset: str | None = None) -> Decimal:
+        return sum(
+            (
+                claim.amount_eur
+                for claim in self.open_claims
+                if claim.side == side and (asset is None or asset_of(claim.market) == asset)
+            ),
+            Decimal("0"),
+        )
+
+    def facts(self, *, asset: str, price: Decimal | None) -> HoldingFacts:
+        return HoldingFacts(
+            quantity=self.quantity(asset),
+            open_sells_eur=self.open_eur(side="sell", asset=asset),
+            cost_basis_eur=self.cost_basis_eur,
+            open_buys_eur=self.open_eur(side="buy"),
+            price=price,
+        )
+
+    def allocation_left_eur(self, allocation_eur: Decimal) -> Decimal:
+        """What the user may still buy for: never below 0."""
+        invested = self.cost_basis_eur + self.open_eur(side="buy")
+        return max(Decimal("0"), allocation_eur - invested)
+
+
+def holdings_get(*, user) -> Holdings:
+    """The user's holdings now, in two statements: open claims first, then fills, so a claim
+    finishing in between is counted twice (too little left), never not at all."""
+    claims = tuple(
+        OpenClaim(market=market, side=side, amount_eur=amount)
+        for market, side, amount in TradeExecution.objects.for_user(user)
+        .filter(status__in=OPEN_STATUSES)
+        .values_list("market", "side", "amount_eur")
+    )
+    fills = history_fills(TradeHistory.objects.for_user(user))
+    return Holdings(positions=positions_from_fills(fills), open_claims=claims)

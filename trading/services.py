@@ -26,6 +26,7 @@ from trading.errors import (
 )
 from trading.models import (
     CONFIDENCE_LEVELS,
+    AllocationChange,
     EmergencyStop,
     Policy,
     ProposalEvent,
@@ -319,7 +320,7 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
     incoherent result is refused with the rule's stable code."""
     with transaction.atomic():
         policy = _policy_lock(user=user)
-        was_enabled = policy.trading_enabled
+        was_enabled, allocation_before = policy.trading_enabled, policy.allocation_eur
         for name, value in changes.items():
             setattr(policy, name, value)
         try:
@@ -332,6 +333,14 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
                 extra={"fields": error.message_dict},
             ) from None
         policy.save()
+        if policy.allocation_eur != allocation_before:
+            # Funding or withdrawing a user's share of the account: audited with who and what.
+            AllocationChange.objects.create(
+                user=user,
+                actor=actor or user,
+                before_eur=allocation_before,
+                after_eur=policy.allocation_eur,
+            )
         if policy.trading_enabled != was_enabled:
             kill_switch_notify(policy=policy, actor=actor or user)
     return policy

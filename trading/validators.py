@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
 
@@ -42,6 +42,7 @@ class PolicyFacts:
     anti_flip_minutes: int
     max_daily_trades: int
     max_trades_per_hour: int
+    allocation_eur: Decimal = Decimal("0")  # the most the user may have invested at once
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,21 @@ class BalanceFacts:
 
 
 @dataclass(frozen=True)
+class HoldingFacts:
+    """The user's own share of the shared account, from their own fills and open claims.
+
+    Open claims are the user's executions not final yet (CLAIMED, SUBMITTING): their EUR
+    count in full, because their fills are not in the ledger yet.
+    """
+
+    quantity: Decimal  # of the proposal's asset, held after the user's fills (average cost)
+    open_sells_eur: Decimal  # the user's open sells of that asset
+    cost_basis_eur: Decimal  # of all the user's open positions
+    open_buys_eur: Decimal  # the user's open buys, every market
+    price: Decimal | None = None  # the asset's EUR price preflight read (sells); None: unread
+
+
+@dataclass(frozen=True)
 class PreflightContext:
     proposal: ProposalFacts
     policy: PolicyFacts | None  # None: the policy could not be read
@@ -77,6 +93,7 @@ class PreflightContext:
     market: MarketFacts | None  # None: market rules could not be read
     balance: BalanceFacts | None  # None: no recent enough balance
     now: datetime
+    holding: HoldingFacts | None = None  # None: the user's ledger could not be read
 
 
 @dataclass(frozen=True)
@@ -320,6 +337,58 @@ def check_market_status(ctx: PreflightContext) -> CheckResult:
     return _ok("market_status", f"{ctx.proposal.market} is trading.")
 
 
+def check_holding(ctx: PreflightContext) -> CheckResult:
+    """A sell may not exceed what the user holds of the asset, less what they are selling."""
+    proposal = ctx.proposal
+    if proposal.side != "sell":
+        return _ok("holding", "A buy sells nothing the user holds.")
+    holding, asset = ctx.holding, proposal.asset
+    if holding is None or holding.price is None:
+        return _fail(
+            "holding",
+            "INSUFFICIENT_HOLDING",
+            f"The user's {asset} holding could not be valued: no price or no ledger.",
+        )
+    value = holding.quantity * holding.price
+    free = value - holding.open_sells_eur
+    held = f"The user holds {holding.quantity.normalize():f} {asset} ({_eur(value)} EUR)"
+    if holding.open_sells_eur:
+        held += f", {_eur(holding.open_sells_eur)} EUR of it in open sells"
+    if proposal.amount_eur > free:
+        return _fail("holding", "INSUFFICIENT_HOLDING", f"{held}; {proposal.amount_eur} EUR asked.")
+    return _ok("holding", f"{held}; {proposal.amount_eur} EUR asked.")
+
+
+def check_allocation(ctx: PreflightContext) -> CheckResult:
+    """A buy may not take what the user has invested (open positions at cost, open buys
+    and this buy) above their allocation."""
+    proposal = ctx.proposal
+    if proposal.side != "buy":
+        return _ok("allocation", "A sell invests nothing.")
+    if ctx.policy is None or ctx.holding is None:
+        return _fail(
+            "allocation", "ALLOCATION_EXCEEDED", "The user's allocation could not be read."
+        )
+    allocation, holding = ctx.policy.allocation_eur, ctx.holding
+    invested = holding.cost_basis_eur + holding.open_buys_eur
+    detail = (
+        f"{_eur(invested)} EUR invested ({_eur(holding.cost_basis_eur)} in open positions, "
+        f"{_eur(holding.open_buys_eur)} in open buys) + {proposal.amount_eur} EUR asked"
+    )
+    if invested + proposal.amount_eur > allocation:
+        return _fail(
+            "allocation",
+            "ALLOCATION_EXCEEDED",
+            f"{detail} exceeds the allocation of {allocation} EUR.",
+        )
+    return _ok("allocation", f"{detail}, within the allocation of {allocation} EUR.")
+
+
+def _eur(value: Decimal) -> str:
+    """Cents for a sentence, cut (never shown as more than it is); rules compare exact values."""
+    return f"{value.quantize(Decimal('0.01'), ROUND_DOWN):f}"
+
+
 def check_balance(ctx: PreflightContext) -> CheckResult:
     what = "EUR" if ctx.proposal.side == "buy" else f"{ctx.proposal.asset} (in EUR)"
     if ctx.balance is None:
@@ -346,7 +415,9 @@ CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
     check_daily_cap,
     check_hourly_cap,
     check_market_status,
-    check_balance,
+    check_holding,
+    check_allocation,
+    check_balance,  # the account-wide recheck: the last guard
 )
 
 

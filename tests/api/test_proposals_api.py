@@ -178,6 +178,19 @@ def test_policy_is_read_and_patched_with_the_model_rules(alice):
     assert client.get("/api/v1/policy/").json()["min_order_eur"] == before["min_order_eur"]
 
 
+def test_the_api_shows_the_allocation_and_only_staff_change_it(alice):
+    client = client_for(alice)
+    assert client.get("/api/v1/policy/").json()["allocation_eur"] == "1000.00"
+
+    error = assert_error(
+        client.patch("/api/v1/policy/", {"allocation_eur": "5000"}, format="json"),
+        403,
+        "POLICY_FIELD_STAFF_ONLY",
+    )
+    assert error["extra"] == {"fields": ["allocation_eur"]}
+    assert client.get("/api/v1/policy/").json()["allocation_eur"] == "1000.00"
+
+
 def test_execute_refused_by_preflight_answers_409_with_the_codes(alice, exchange):
     proposal = TradeProposalFactory(user=alice, approved=True, confidence=25)
     body = assert_error(

@@ -34,6 +34,8 @@ FAMILIES = {
     "oracle_llm_calls",
     "oracle_llm_tokens",
     "oracle_llm_budget_refusals",
+    "oracle_holdings_difference",
+    "oracle_holdings_alert",
 }
 
 

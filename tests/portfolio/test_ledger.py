@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from portfolio.ledger import (
+from trading.ledger import (
     FEE_NOT_CONVERTED,
     OVERSOLD,
     Fill,

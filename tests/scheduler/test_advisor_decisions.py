@@ -51,7 +51,7 @@ def test_an_offline_proposal_records_its_input_and_the_price_it_was_made_at(mark
         "offline-momentum-v1",
         "propose",
     )
-    assert decision.prompt_version == PROMPT_VERSION == "v2"
+    assert decision.prompt_version == PROMPT_VERSION == "v3"
     assert (decision.prompt_tokens, decision.completion_tokens, decision.cost_eur) == (0, 0, 0)
     assert json.loads(decision.raw_reply)["market"] == proposal.market
     markets = decision.input["markets"]

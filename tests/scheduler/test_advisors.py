@@ -164,3 +164,39 @@ def test_offline_rules_are_deterministic():
     data = snapshot(**{"BTC-EUR": ("0.02", "0.004"), "ETH-EUR": ("-0.02", "0.004")})
     texts = {OfflineAdvisor().advise(snapshot=data, limits=LIMITS).text for _ in range(3)}
     assert len(texts) == 1
+
+
+def holding(sellable):
+    return {
+        "asset": "ETH",
+        "quantity": "0",
+        "value_eur": sellable,
+        "open_sells_eur": "0",
+        "sellable_eur": sellable,
+    }
+
+
+def test_offline_rules_do_not_sell_what_the_user_does_not_hold():
+    falling = snapshot(**{"ETH-EUR": ("-0.04", "0.003")})
+    limits = {**LIMITS, "allocation_left_eur": Decimal("0"), "holdings": {}}
+
+    assert offline_with(falling, {**limits, "holdings": {"ETH-EUR": holding("9.99")}}) is None
+    assert offline_with(falling, limits) is None  # nothing held at all
+    advice = offline_with(falling, {**limits, "holdings": {"ETH-EUR": holding("10.00")}})
+    assert (advice.market, advice.side, advice.amount_eur) == ("ETH-EUR", "sell", Decimal("10.00"))
+
+
+def test_offline_rules_buy_only_within_the_allocation_left_and_take_the_next_market():
+    data = snapshot(**{"BTC-EUR": ("0.03", "0.004"), "ETH-EUR": ("-0.02", "0.004")})
+    held = {"ETH-EUR": holding("50.00")}
+
+    # BTC's rise scores best, but there is no allocation left to buy it: ETH's fall is sold.
+    advice = offline_with(data, {**LIMITS, "allocation_left_eur": "9.99", "holdings": held})
+    assert (advice.market, advice.side) == ("ETH-EUR", "sell")
+    advice = offline_with(data, {**LIMITS, "allocation_left_eur": "10.00", "holdings": held})
+    assert (advice.market, advice.side) == ("BTC-EUR", "buy")
+
+
+def offline_with(data, limits):
+    text = OfflineAdvisor().advise(snapshot=data, limits=limits).text
+    return advice_parse(text=text, markets=list(data))

@@ -5,6 +5,7 @@ budget, and the proposal service, on PostgreSQL."""
 import json
 import threading
 from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,7 +15,7 @@ from django.utils import timezone
 from budget.models import GptUsageLog
 from scheduler.models import ScanJob
 from scheduler.services import scan_job_claim, scan_job_run, scan_jobs_claim_due
-from tests.factories import GptUsageLogFactory, PolicyFactory, ScanJobFactory
+from tests.factories import GptUsageLogFactory, PolicyFactory, ScanJobFactory, holding_give
 from tests.scheduler.conftest import proposal_reply
 from tests.scheduler.llm_server import Reply
 from trading.models import Policy, TradeProposal
@@ -42,6 +43,8 @@ def assert_released(job, *, failures=0):
 @pytest.mark.django_db
 def test_an_offline_scan_stores_a_pending_proposal_end_to_end(market_data, offline, capsys):
     job = scan_job()
+    for market in MARKETS:  # whichever way the market moved, the user may sell or buy
+        holding_give(job.user, market=market, quantity="1", price="1")
 
     call_command("run_scan", str(job.pk))
 
@@ -104,6 +107,27 @@ def test_an_llm_scan_stores_a_pending_proposal_with_the_tokens_used(market_data,
     assert prompt["limits"]["max_order_eur"] == "100.00"
     assert {"last", "change_24h", "volatility_1h"} <= set(prompt["markets"]["BTC-EUR"])
     assert_released(job)
+
+
+@pytest.mark.django_db
+def test_the_llm_is_told_the_users_holdings_and_allocation_left(market_data, llm):
+    llm.default = proposal_reply(market="ETH-EUR", side="buy", amount_eur="30.00", confidence=75)
+    job = scan_job(allocation_eur=Decimal("300"))
+    holding_give(job.user, market="BTC-EUR", quantity="0.002", price="50000")  # 100 EUR cost
+
+    run(job)
+
+    prompt = json.loads(llm.requests[0]["messages"][1]["content"])
+    limits = prompt["limits"]
+    assert limits["allocation_left_eur"] == "200.00"
+    btc, eth = limits["holdings"]["BTC-EUR"], limits["holdings"]["ETH-EUR"]
+    last = Decimal(prompt["markets"]["BTC-EUR"]["last"])
+    assert (btc["asset"], btc["quantity"], btc["open_sells_eur"]) == ("BTC", "0.002", "0")
+    assert Decimal(btc["sellable_eur"]) == (Decimal("0.002") * last).quantize(
+        Decimal("0.01"), ROUND_DOWN
+    )
+    assert (eth["quantity"], Decimal(eth["sellable_eur"])) == ("0", 0)
+    assert "sellable_eur" in llm.requests[0]["messages"][0]["content"]
 
 
 @pytest.mark.django_db

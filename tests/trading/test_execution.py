@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, holding_give
 from trading.claim import client_order_id_for, execution_claim
 from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
 from trading.reconcile import executions_reconcile
@@ -78,7 +78,7 @@ def test_an_approved_proposal_becomes_one_filled_order(policy, exchange):
     assert execution.bitvavo_request["amountQuote"] == "25.00"
     assert execution.bitvavo_response["orderId"] == execution.exchange_order_id
     assert execution.preflight_result["passed"] is True
-    assert len(execution.preflight_result["checks"]) == 11
+    assert len(execution.preflight_result["checks"]) == 13
     assert execution.policy_hash == policy.snapshot_and_hash()[1]
     history = TradeHistory.objects.get(execution=execution)
     assert history.asset == "BTC" and history.amount > 0 and history.price > 0
@@ -192,7 +192,7 @@ def test_a_refused_preflight_claims_nothing_and_is_audited(policy, exchange):
     event = ProposalEvent.objects.get(proposal=proposal, kind="preflight_failed")
     assert event.actor_id == policy.user.pk
     assert event.data["failed_codes"] == ["CONFIDENCE_TOO_LOW"]
-    assert len(event.data["checks"]) == 11
+    assert len(event.data["checks"]) == 13
     proposal.refresh_from_db()
     assert proposal.status == TradeProposal.Status.APPROVED
     assert exchange.orders() == []
@@ -237,6 +237,7 @@ def test_an_override_lifts_exactly_its_one_rule(exchange):
     policy = PolicyFactory(
         cooldown_minutes=60, anti_flip_minutes=240, max_trades_per_hour=50, max_daily_trades=50
     )
+    holding_give(policy.user, quantity="0.01")  # a month old: no cooldown or anti-flip yet
     assert execution_run(proposal=approved(policy.user, side="sell")).execution
     staff = UserFactory()
 

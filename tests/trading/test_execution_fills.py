@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.factories import PolicyFactory, TradeProposalFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, holding_give
 from trading.models import TradeExecution, TradeHistory, TradeProposal
 from trading.reconcile import executions_reconcile
 from trading.send import execution_run
@@ -18,9 +18,11 @@ Status = TradeExecution.Status
 
 @pytest.fixture
 def policy(db):
-    return PolicyFactory(
+    policy = PolicyFactory(
         max_daily_trades=50, max_trades_per_hour=50, cooldown_minutes=0, anti_flip_minutes=0
     )
+    holding_give(policy.user, quantity="0.01")  # BTC of the user's own to sell
+    return policy
 
 
 def run(policy, side="buy", amount="20.00"):

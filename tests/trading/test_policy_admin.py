@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from tests.factories import PolicyFactory, UserFactory
 from tests.workers import queue_drain
-from trading.models import Policy
+from trading.models import AllocationChange, Policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,3 +53,27 @@ def test_the_admin_keeps_the_model_bounds_and_the_owner(client):
     policy.refresh_from_db()
     assert (policy.user_id, policy.cooldown_minutes) == (owner, 5)
     assert not Policy.objects.filter(user=other).exists()
+
+
+def test_staff_fund_a_user_by_changing_the_allocation_and_it_is_audited(client):
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    policy = PolicyFactory(allocation_eur="100")
+    url = reverse("admin:trading_policy_change", args=[policy.pk])
+
+    response = client.post(url, change_form_data(client, url, allocation_eur="250.00"))
+
+    assert response.status_code == 302, response.content
+    policy.refresh_from_db()
+    assert str(policy.allocation_eur) == "250.00"
+    change = AllocationChange.objects.get(user=policy.user)
+    assert (change.actor, str(change.before_eur), str(change.after_eur)) == (
+        operator,
+        "100.00",
+        "250.00",
+    )
+    # A change of anything else is not a funding.
+    client.post(url, change_form_data(client, url, max_order_eur="60"))
+    assert AllocationChange.objects.filter(user=policy.user).count() == 1
+    history = client.get(reverse("admin:trading_allocationchange_changelist"))
+    assert history.status_code == 200 and "250.00" in history.content.decode()

@@ -17,6 +17,7 @@ CHANGED_VALUES = {
     "anti_flip_minutes": 241,
     "max_daily_trades": 6,
     "max_trades_per_hour": 3,
+    "allocation_eur": Decimal("999"),
     "gpt_daily_limit": 49,
     "gpt_hourly_limit": 7,
     "scan_interval_minutes": 16,

@@ -8,17 +8,20 @@ import pytest
 
 from trading.validators import (
     BalanceFacts,
+    HoldingFacts,
     MarketFacts,
     PolicyFacts,
     PreflightContext,
     ProposalFacts,
     RecentTrade,
+    check_allocation,
     check_allowlist,
     check_anti_flip,
     check_balance,
     check_confidence,
     check_cooldown,
     check_daily_cap,
+    check_holding,
     check_hourly_cap,
     check_kill_switch,
     check_market_status,
@@ -49,6 +52,7 @@ def make_context(**changes) -> PreflightContext:
         anti_flip_minutes=240,
         max_daily_trades=5,
         max_trades_per_hour=2,
+        allocation_eur=Decimal("500"),
     )
     context = PreflightContext(
         proposal=proposal,
@@ -58,9 +62,18 @@ def make_context(**changes) -> PreflightContext:
         market=MarketFacts(status="trading", min_order_in_quote=Decimal("5")),
         balance=BalanceFacts(available_eur=Decimal("1000"), as_of=NOW),
         now=NOW,
+        # 0.001 BTC at 50000 EUR: 50 EUR the user may sell; 100 EUR invested of 500.
+        holding=HoldingFacts(
+            quantity=Decimal("0.001"),
+            open_sells_eur=Decimal("0"),
+            cost_basis_eur=Decimal("100"),
+            open_buys_eur=Decimal("0"),
+            price=Decimal("50000"),
+        ),
     )
-    # A dict for `proposal` or `policy` changes some of its fields; anything else replaces it.
-    for name in ("proposal", "policy"):
+    # A dict for `proposal`, `policy` or `holding` changes some of its fields; anything else
+    # replaces it.
+    for name in ("proposal", "policy", "holding"):
         if isinstance(changes.get(name), dict):
             changes[name] = replace(getattr(context, name), **changes[name])
     return replace(context, **changes)
@@ -74,7 +87,7 @@ def test_a_clean_context_passes_every_check():
     result = preflight_run(make_context())
     assert result.passed
     assert result.failed_codes == []
-    assert len(result.checks) == 11
+    assert len(result.checks) == 13
 
 
 def test_every_check_runs_even_after_a_failure():
@@ -83,7 +96,7 @@ def test_every_check_runs_even_after_a_failure():
     )
     assert not result.passed
     assert result.failed_codes == ["KILL_SWITCH", "MARKET_NOT_ALLOWED", "CONFIDENCE_TOO_LOW"]
-    assert len(result.as_dict()["checks"]) == 11
+    assert len(result.as_dict()["checks"]) == 13
 
 
 @pytest.mark.parametrize(
@@ -258,3 +271,69 @@ def test_the_balance_must_cover_the_order():
 
 def test_an_unknown_balance_is_refused():
     assert check_balance(make_context(balance=None)).code == "INSUFFICIENT_BALANCE"
+
+
+def sell(amount: str, **holding) -> PreflightContext:
+    return make_context(proposal={"side": "sell", "amount_eur": Decimal(amount)}, holding=holding)
+
+
+def test_a_sell_of_exactly_the_holding_passes_and_one_cent_more_is_refused():
+    assert check_holding(sell("50.00")).passed
+    refused = check_holding(sell("50.01"))
+    assert (refused.passed, refused.code) == (False, "INSUFFICIENT_HOLDING")
+    assert refused.detail == "The user holds 0.001 BTC (50.00 EUR); 50.01 EUR asked."
+
+
+def test_a_user_without_the_asset_cannot_sell_it():
+    refused = check_holding(sell("10.00", quantity=Decimal("0")))
+    assert refused.code == "INSUFFICIENT_HOLDING"
+    assert refused.detail == "The user holds 0 BTC (0.00 EUR); 10.00 EUR asked."
+
+
+def test_open_sells_take_their_share_of_the_holding():
+    refused = check_holding(sell("30.00", open_sells_eur=Decimal("25.00")))
+    assert refused.code == "INSUFFICIENT_HOLDING"
+    assert "25.00 EUR of it in open sells; 30.00 EUR asked" in refused.detail
+    assert check_holding(sell("25.00", open_sells_eur=Decimal("25.00"))).passed
+
+
+def test_a_sell_without_a_price_or_ledger_is_refused_closed():
+    assert check_holding(sell("10.00", price=None)).code == "INSUFFICIENT_HOLDING"
+    assert check_holding(make_context(proposal={"side": "sell"}, holding=None)).code == (
+        "INSUFFICIENT_HOLDING"
+    )
+
+
+def test_a_buy_is_not_bounded_by_the_holding_and_a_sell_not_by_the_allocation():
+    assert check_holding(make_context(holding={"quantity": Decimal("0")})).passed
+    assert check_allocation(sell("10.00", cost_basis_eur=Decimal("10000"))).passed
+
+
+def test_a_buy_up_to_the_allocation_passes_and_one_cent_more_is_refused():
+    # 100 invested in positions + 25 in open buys + 375 = the allocation of 500.
+    fits = make_context(
+        proposal={"amount_eur": Decimal("375.00")}, holding={"open_buys_eur": Decimal("25")}
+    )
+    assert check_allocation(fits).passed
+    over = replace(fits, proposal=replace(fits.proposal, amount_eur=Decimal("375.01")))
+    refused = check_allocation(over)
+    assert (refused.passed, refused.code) == (False, "ALLOCATION_EXCEEDED")
+    assert refused.detail == (
+        "125.00 EUR invested (100.00 in open positions, 25.00 in open buys) + 375.01 EUR asked "
+        "exceeds the allocation of 500 EUR."
+    )
+
+
+def test_a_new_user_with_no_allocation_cannot_buy():
+    refused = check_allocation(
+        make_context(policy={"allocation_eur": Decimal("0")}, holding={"cost_basis_eur": ZERO})
+    )
+    assert refused.code == "ALLOCATION_EXCEEDED"
+
+
+def test_the_balance_recheck_is_the_last_rule():
+    names = [check.rule for check in preflight_run(make_context()).checks]
+    assert names[-3:] == ["holding", "allocation", "balance"]
+
+
+ZERO = Decimal("0")

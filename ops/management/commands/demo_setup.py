@@ -4,8 +4,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from exchange.simulator.state import DEFAULT_BALANCES
 from scheduler.models import ScanJob
-from trading.models import Policy
+from trading.models import AccountFunds, Policy
 
 
 class Command(BaseCommand):
@@ -32,11 +33,17 @@ class Command(BaseCommand):
                 "anti_flip_minutes": 30,
                 "max_daily_trades": 20,
                 "max_trades_per_hour": 6,
+                "allocation_eur": 500,
                 "gpt_daily_limit": 200,
                 "gpt_hourly_limit": 30,
                 "proposal_ttl_minutes": 30,
             },
         )
+        # The simulator's starting balances are the account's funds: the demo's parts add up.
+        for asset, amount in DEFAULT_BALANCES.items():
+            AccountFunds.objects.get_or_create(
+                asset=asset, defaults={"amount": amount, "note": "the simulator's start"}
+            )
         if not ScanJob.objects.filter(user=user).exists():
             for markets in (["BTC-EUR", "ETH-EUR"], ["ETH-EUR", "BTC-EUR"]):
                 ScanJob.objects.create(user=user, markets=markets, interval_minutes=2)

@@ -11,6 +11,10 @@ from trading.reconcile import exchange_clock_offset_ms, exchange_orders_between
 SHOWN = "%Y-%m-%d %H:%M:%S"
 
 
+def plain(value) -> str:
+    return f"{value.normalize():f}"
+
+
 def moment(text: str) -> datetime:
     """An ISO date (midnight UTC) or date-time (UTC unless it names its zone)."""
     value = parse_datetime(text)
@@ -27,7 +31,8 @@ def moment(text: str) -> datetime:
 class Command(BaseCommand):
     help = (
         "For a time range: orders at the exchange against executions in the database and "
-        "what each final order filled against what its execution recorded (exits non-zero on "
+        "what each final order filled against what its execution recorded, every user's "
+        "holding plus unallocated funds against the exchange's balances (exits non-zero on "
         "any orphan either way or any difference), LLM budget use and scan health. Lists "
         "orders with "
         "the trade key, so it runs in the execute role (docker compose run --rm worker-execute "
@@ -68,6 +73,12 @@ class Command(BaseCommand):
             raise CommandError(
                 f"FILLS_DIFFER: {len(report.fill_differences)} execution(s) recorded other "
                 "fills than the exchange reports."
+            )
+        if report.holding_alerts:
+            assets = ", ".join(line.asset for line in report.holding_alerts)
+            raise CommandError(
+                f"HOLDINGS_DIFFER: {assets}: the users' holdings plus unallocated funds are not "
+                "what the exchange holds."
             )
 
     def _print(self, report: Report) -> None:
@@ -140,5 +151,17 @@ class Command(BaseCommand):
             f"{scans['leases_expired_total']} expired leases recovered, "
             f"{scans['lease_contention_total']} lease contentions"
         )
+        out("")
+        out("Holdings: every user's holding + unallocated funds = the exchange's balance")
+        read_at = next((line.read_at for line in report.holdings if line.read_at), None)
+        out(f"  balances read at:              {f'{read_at:{SHOWN}} UTC' if read_at else 'never'}")
+        for line in report.holdings:
+            exchange = "-" if line.exchange is None else plain(line.exchange)
+            difference = "-" if line.difference is None else plain(line.difference)
+            out(
+                f"  {line.asset:<6} users {plain(line.users)} + unallocated "
+                f"{plain(line.unallocated)} = {plain(line.expected)}; exchange {exchange}; "
+                f"difference {difference}" + (f"  ALERT {line.alert}" if line.alert else "")
+            )
         out("")
         out(f"orphans: {report.orphans}")
