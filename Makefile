@@ -8,7 +8,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/3}
 
-.PHONY: install demo test test-sqlite test-repeat lint check-migrations
+.PHONY: install demo test test-sqlite test-repeat lint check-migrations vendor-charts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,8 @@ test-repeat: install
 test-sqlite: install
 	mkdir -p var/test
 	$(TEST_ENV) DATABASE_URL=sqlite:///$(CURDIR)/var/test/oracle.sqlite3 $(BIN)/pytest -m sqlite
+
+# The decision screen's chart library, vendored from npm with its licence (the version is
+# pinned in the script; the files are committed, so nothing is fetched at run time).
+vendor-charts:
+	scripts/vendor-lightweight-charts

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from core.money import eur, time_text
+
 CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
 
 
@@ -181,9 +183,11 @@ def check_proposal_state(ctx: PreflightContext) -> CheckResult:
         return _fail("proposal_state", "NOT_APPROVED", f"The proposal is {proposal.status}.")
     if ctx.now >= proposal.expires_at:
         return _fail(
-            "proposal_state", "PROPOSAL_EXPIRED", f"The proposal expired at {proposal.expires_at}."
+            "proposal_state",
+            "PROPOSAL_EXPIRED",
+            f"The proposal expired at {time_text(proposal.expires_at)}.",
         )
-    return _ok("proposal_state", f"Approved, expires at {proposal.expires_at}.")
+    return _ok("proposal_state", f"Approved, expires at {time_text(proposal.expires_at)}.")
 
 
 def check_allowlist(ctx: PreflightContext) -> CheckResult:
@@ -204,13 +208,13 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "order_size",
             "ORDER_TOO_SMALL",
-            f"{amount} EUR is below the policy minimum of {ctx.policy.min_order_eur} EUR.",
+            f"{eur(amount)} is below the policy minimum of {eur(ctx.policy.min_order_eur)}.",
         )
     if amount > ctx.policy.max_order_eur:
         return _fail(
             "order_size",
             "ORDER_TOO_LARGE",
-            f"{amount} EUR is above the policy maximum of {ctx.policy.max_order_eur} EUR.",
+            f"{eur(amount)} is above the policy maximum of {eur(ctx.policy.max_order_eur)}.",
         )
     if ctx.market is None:
         return _fail(
@@ -220,7 +224,7 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "order_size",
             "BELOW_EXCHANGE_MINIMUM",
-            f"{amount} EUR is below the exchange minimum of {ctx.market.min_order_in_quote} EUR.",
+            f"{eur(amount)} is below the exchange minimum of {eur(ctx.market.min_order_in_quote)}.",
         )
     if _decimal_places(amount) > ctx.market.quote_decimals:
         # Refused rather than cut: the order must be for exactly the approved amount.
@@ -230,7 +234,7 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
             f"{amount} EUR has more than the {ctx.market.quote_decimals} decimals the exchange "
             "allows.",
         )
-    return _ok("order_size", f"{amount} EUR is within policy and exchange limits.")
+    return _ok("order_size", f"{eur(amount)} is within policy and exchange limits.")
 
 
 def check_confidence(ctx: PreflightContext) -> CheckResult:
@@ -266,7 +270,8 @@ def check_cooldown(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "cooldown",
             "COOLDOWN_ACTIVE",
-            f"{ctx.proposal.asset} traded at {last.at}; cooldown of {minutes} min is running.",
+            f"{ctx.proposal.asset} traded at {time_text(last.at)}; the cooldown of {minutes} min "
+            f"runs until {time_text(last.at + timedelta(minutes=minutes))}.",
         )
     return _ok("cooldown", f"No {ctx.proposal.asset} trade in the last {minutes} min.")
 
@@ -281,7 +286,8 @@ def check_anti_flip(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "anti_flip",
             "ANTI_FLIP",
-            f"{ctx.proposal.asset} was a {opposite} at {last.at}, within {minutes} min.",
+            f"{ctx.proposal.asset} was a {opposite} at {time_text(last.at)}, within {minutes} min "
+            f"(until {time_text(last.at + timedelta(minutes=minutes))}).",
         )
     return _ok("anti_flip", f"No {opposite} of {ctx.proposal.asset} in the last {minutes} min.")
 
@@ -321,18 +327,28 @@ def check_market_status(ctx: PreflightContext) -> CheckResult:
 
 
 def check_balance(ctx: PreflightContext) -> CheckResult:
-    what = "EUR" if ctx.proposal.side == "buy" else f"{ctx.proposal.asset} (in EUR)"
+    # One exchange account serves every user: its balance is shared, less all users' claims.
+    what = "" if ctx.proposal.side == "buy" else f" of {ctx.proposal.asset}"
+    where = "on the shared exchange account"
     if ctx.balance is None:
         return _fail(
-            "balance", "INSUFFICIENT_BALANCE", f"No recent {what} balance: it cannot be checked."
+            "balance",
+            "INSUFFICIENT_BALANCE",
+            f"No recent {'EUR' if not what else ctx.proposal.asset} balance {where}: "
+            "it cannot be checked.",
         )
     if ctx.balance.available_eur < ctx.proposal.amount_eur:
         return _fail(
             "balance",
             "INSUFFICIENT_BALANCE",
-            f"{ctx.balance.available_eur} {what} available, {ctx.proposal.amount_eur} needed.",
+            f"{eur(ctx.balance.available_eur)}{what} available {where}, "
+            f"{eur(ctx.proposal.amount_eur)} needed.",
         )
-    return _ok("balance", f"{ctx.balance.available_eur} {what} available.")
+    return _ok(
+        "balance",
+        f"{eur(ctx.balance.available_eur)}{what} available {where}, "
+        f"{eur(ctx.proposal.amount_eur)} needed.",
+    )
 
 
 CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
