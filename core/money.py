@@ -40,7 +40,7 @@ def percent_text(ratio: Decimal | None, *, signed: bool = True) -> str:
         return "-"
     value = (ratio * 100).quantize(CENT, rounding=ROUND_HALF_UP)
     if not value:
-        value = CENT * 0
+        return "0.00 %"  # no sign on no move, never -0.00
     return f"{value:+} %" if signed else f"{value} %"
 
 

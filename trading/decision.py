@@ -403,8 +403,10 @@ def chart_data(decision: ProposalDecision) -> dict:
 def decision_state(*, proposal: TradeProposal) -> dict:
     """The small state the page polls until it is final: the proposal's status and its
     execution's, read now, with the fill price once the order is final."""
-    proposal = TradeProposal.objects.for_user(proposal.user_id).get(pk=proposal.pk)
+    # The execution first: its final state commits with the proposal's, so a proposal read
+    # after a final execution is never older than it.
     execution = execution_view(proposal_execution(proposal))
+    proposal = TradeProposal.objects.for_user(proposal.user_id).get(pk=proposal.pk)
     live = proposal.status in LIVE_STATUSES and proposal.expires_at > timezone.now()
     return {
         "proposal_status": proposal.status,
