@@ -62,6 +62,7 @@ MIDDLEWARE = [
     # First, so an oversized API body gets the API's 413 before anything reads it.
     "core.api_input.ApiRequestSizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,6 +136,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Every page: nothing loaded from elsewhere, no inline script (core/csp.py).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
