@@ -99,6 +99,7 @@ class RejectForm(forms.Form):
 class OverrideForm(forms.Form):
     override_cooldown = forms.BooleanField(required=False, label="Lift the cooldown")
     override_anti_flip = forms.BooleanField(required=False, label="Lift anti-flip")
+    override_price_drift = forms.BooleanField(required=False, label="Lift the price-drift guard")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
@@ -186,6 +187,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
             for n, on in (
                 ("cooldown", proposal.override_cooldown),
                 ("anti-flip", proposal.override_anti_flip),
+                ("price drift", proposal.override_price_drift),
             )
             if on
         ]
@@ -317,6 +319,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
                     actor=request.user,
                     cooldown=form.cleaned_data["override_cooldown"],
                     anti_flip=form.cleaned_data["override_anti_flip"],
+                    price_drift=form.cleaned_data["override_price_drift"],
                     reason=form.cleaned_data["reason"],
                 )
             except DomainError as error:

@@ -32,7 +32,7 @@ from exchange.rules_cache import market_rules
 from trading.models import TradeExecution, TradeProposal
 from trading.preflight import preflight_preview
 from trading.selectors import trading_status
-from trading.validators import PreflightResult
+from trading.validators import PreflightResult, drift_against
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +46,8 @@ FINAL_EXECUTION_STATUSES = (TradeExecution.Status.SUBMITTED, TradeExecution.Stat
 # --- the arithmetic (pure) --------------------------------------------------------------------
 
 
-def side_sign(side: str) -> int:
-    return 1 if side == "buy" else -1
-
-
-def price_drift(*, side: str, at_proposal: Decimal | None, now: Decimal | None) -> Decimal | None:
-    """How far the market moved against the proposal since it was made, relative: positive
-    is against it (a buy whose price rose, a sell whose price fell), negative its way."""
-    if at_proposal is None or now is None or at_proposal <= 0:
-        return None
-    return side_sign(side) * (now - at_proposal) / at_proposal
+# The drift is the price_drift rule's own measure (trading.validators.drift_against).
+price_drift = drift_against
 
 
 @dataclass(frozen=True)
@@ -319,6 +311,10 @@ def proposal_decision(*, user, proposal: TradeProposal) -> ProposalDecision:
     """Everything the decision screen shows about `proposal` for `user` (who is looking:
     their permissions decide the actions); the facts are those of the proposal's owner.
     Reads only: the exchange with the read-only client (public data), nothing is written."""
+    # The execution first, then the proposal as it is now: both end in one transaction, so
+    # a final execution is never shown beside an older proposal state.
+    execution = proposal_execution(proposal)
+    proposal = TradeProposal.objects.for_user(proposal.user_id).get(pk=proposal.pk)
     now = timezone.now()
     client = ReadonlyClient()
     candles, chart_error = (), ""
@@ -344,7 +340,6 @@ def proposal_decision(*, user, proposal: TradeProposal) -> ProposalDecision:
     live = proposal.status in LIVE_STATUSES and proposal.expires_at > now
     if_approved = proposal.status == TradeProposal.Status.PENDING
     preflight = preflight_preview(proposal=proposal, as_approved=if_approved)
-    execution = proposal_execution(proposal)
     return ProposalDecision(
         proposal=proposal,
         now=now,

@@ -35,13 +35,13 @@ logger = logging.getLogger(__name__)
 
 
 def exchange_facts(proposal: TradeProposal) -> tuple[MarketRules | None, Decimal | None]:
-    """The market's rules and, for a sell, its price: read before any lock is taken."""
+    """The market's rules and its last price (the drift guard; a sell's balance in EUR):
+    read before any lock is taken."""
     price = None
-    if proposal.side == "sell":
-        try:
-            price = ReadonlyClient().ticker_price(proposal.market)
-        except ExchangeError:
-            logger.warning("price unavailable for %s", proposal.market, exc_info=True)
+    try:
+        price = ReadonlyClient().ticker_price(proposal.market)
+    except ExchangeError:
+        logger.warning("price unavailable for %s", proposal.market, exc_info=True)
     return market_rules(proposal.market), price
 
 
@@ -66,6 +66,7 @@ def preflight_context(
         ),
         balance=_balance_facts(facts, price=price),
         now=facts.now,
+        price_now=price,
     )
 
 
@@ -80,6 +81,7 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
         anti_flip_minutes=policy.anti_flip_minutes,
         max_daily_trades=policy.max_daily_trades,
         max_trades_per_hour=policy.max_trades_per_hour,
+        max_price_drift_pct=policy.max_price_drift_pct,
     )
 
 

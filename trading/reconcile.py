@@ -26,9 +26,7 @@ def _find_order(execution: TradeExecution, client: TradeClient, now: datetime) -
     if execution.exchange_order_id:  # sent and answered, not final then: found by its id
         order = client.get_order(market=execution.market, order_id=execution.exchange_order_id)
     else:
-        order = client.get_order(
-            market=execution.market, client_order_id=execution.client_order_id
-        )
+        order = client.get_order(market=execution.market, client_order_id=execution.client_order_id)
     if order is not None:
         return order
     # A lookup by client order id may miss closed orders: list the market's orders around

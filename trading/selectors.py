@@ -106,9 +106,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             balance_available=Subquery(snapshot.values("available")),
             balance_fetched_at=Subquery(snapshot.values("fetched_at")),
             balance_spent=Coalesce(
-                Subquery(
-                    claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")
-                ),
+                Subquery(claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")),
                 Value(Decimal("0")),
                 output_field=DecimalField(),
             ),

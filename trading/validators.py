@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from core.money import eur, time_text
+from core.money import eur, percent_text, price_text, time_text
 
 CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
 
@@ -27,6 +27,8 @@ class ProposalFacts:
     expires_at: datetime
     override_cooldown: bool = False
     override_anti_flip: bool = False
+    price_at_proposal: Decimal | None = None  # the market's last price when it was stored
+    override_price_drift: bool = False
 
     @property
     def asset(self) -> str:
@@ -44,6 +46,7 @@ class PolicyFacts:
     anti_flip_minutes: int
     max_daily_trades: int
     max_trades_per_hour: int
+    max_price_drift_pct: Decimal = Decimal("1.0")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class PreflightContext:
     market: MarketFacts | None  # None: market rules could not be read
     balance: BalanceFacts | None  # None: no recent enough balance
     now: datetime
+    price_now: Decimal | None = None  # the market's last price; None: it could not be read
 
 
 @dataclass(frozen=True)
@@ -351,6 +355,51 @@ def check_balance(ctx: PreflightContext) -> CheckResult:
     )
 
 
+def drift_against(*, side: str, at_proposal: Decimal | None, now: Decimal | None) -> Decimal | None:
+    """How far the market moved against a proposal since it was made, relative: positive is
+    against it (a buy whose price rose, a sell whose price fell), negative its way; None
+    without both prices."""
+    if at_proposal is None or now is None or at_proposal <= 0:
+        return None
+    sign = 1 if side == "buy" else -1
+    return sign * (now - at_proposal) / at_proposal
+
+
+def check_price_drift(ctx: PreflightContext) -> CheckResult:
+    if ctx.proposal.override_price_drift:
+        return _ok("price_drift", "Overridden for this proposal.")
+    at_proposal = ctx.proposal.price_at_proposal
+    if at_proposal is None:
+        # Stored while the exchange did not answer: there is nothing to measure from.
+        return _ok("price_drift", "No price was stored with the proposal: drift not measured.")
+    if ctx.price_now is None:
+        return _fail("price_drift", "PRICE_DRIFT", "The price now could not be read.")
+    limit = ctx.policy.max_price_drift_pct if ctx.policy else Decimal("0")
+    drift = drift_against(side=ctx.proposal.side, at_proposal=at_proposal, now=ctx.price_now)
+    moved = f"from {_price(at_proposal)} to {_price(ctx.price_now)}"
+    if drift * 100 > limit:
+        return _fail(
+            "price_drift",
+            "PRICE_DRIFT",
+            f"The price moved {_pct(drift)} against the {ctx.proposal.side} ({moved}); "
+            f"the policy allows {limit} %.",
+        )
+    way = "against" if drift > 0 else "in favour of"
+    return _ok(
+        "price_drift",
+        f"The price moved {_pct(abs(drift))} {way} the {ctx.proposal.side} ({moved}); "
+        f"the policy allows {limit} % against.",
+    )
+
+
+def _price(value: Decimal) -> str:
+    return f"{price_text(value)} EUR"
+
+
+def _pct(ratio: Decimal) -> str:
+    return percent_text(ratio, signed=False)
+
+
 CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
     check_kill_switch,
     check_proposal_state,
@@ -363,6 +412,7 @@ CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
     check_hourly_cap,
     check_market_status,
     check_balance,
+    check_price_drift,
 )
 
 

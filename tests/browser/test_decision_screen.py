@@ -220,9 +220,9 @@ def test_an_operator_decides_on_the_proposal_page_and_sees_the_order_final(
     approve = browser.find_element(By.ID, "decision-approve")
     messages = click_confirm_to_page(browser, approve, expect=".messagelist", text="approved")
     assert f"Proposal #{proposal.pk} approved." in messages.text
-    assert "Preflight now: every rule passes" in browser.find_element(
-        By.ID, "decision-verdicts"
-    ).text
+    assert (
+        "Preflight now: every rule passes" in browser.find_element(By.ID, "decision-verdicts").text
+    )
 
     execute = browser.find_element(By.ID, "decision-execute")
     click_confirm_to_page(browser, execute, expect=".messagelist", text="execute worker")
@@ -255,6 +255,42 @@ def test_an_operator_decides_on_the_proposal_page_and_sees_the_order_final(
     assert all("script-src 'self';" in h.get("content-security-policy", "") for h in pages)
     # No script error and no refusal by the policy (the admin has no favicon: its 404 is not
     # the page's).
+    errors = [
+        e
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]
+    ]
+    assert errors == []
+
+
+def test_the_api_docs_and_the_console_load_nothing_from_elsewhere(browser, live_server):
+    # Swagger UI from our static files (drf-spectacular-sidecar), its set-up script a
+    # request of its own: the page works under the policy, offline.
+    operator()
+    sign_in(
+        browser,
+        live_server.url,
+        username="olivia",
+        password=PASSWORD,
+        next_url="/admin/",
+        expect="#site-name",
+    )
+    view_site = browser.find_element(By.CSS_SELECTOR, "#user-tools a[href='/admin/']")
+    assert view_site.text.lower() == "view site"  # the console itself, not a 404
+    browser.get(f"{live_server.url}/api/v1/docs/")
+    operations = wait_until(
+        browser,
+        lambda b: b.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock"),
+        what="Swagger UI to list the operations",
+    )
+    assert len(operations) > 10
+    ours = urlsplit(live_server.url).netloc
+    urls, documents = network_log(browser)
+    fetched = [url for url in urls if urlsplit(url).scheme in ("http", "https", "ws", "wss")]
+    assert any("swagger-ui-bundle" in url for url in fetched)
+    assert [url for url in fetched if urlsplit(url).netloc != ours] == []
+    pages = [headers for url, headers in documents if urlsplit(url).netloc == ours]
+    assert all("script-src 'self';" in h.get("content-security-policy", "") for h in pages)
     errors = [
         e
         for e in browser.get_log("browser")

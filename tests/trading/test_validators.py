@@ -74,7 +74,7 @@ def test_a_clean_context_passes_every_check():
     result = preflight_run(make_context())
     assert result.passed
     assert result.failed_codes == []
-    assert len(result.checks) == 11
+    assert len(result.checks) == 12
 
 
 def test_every_check_runs_even_after_a_failure():
@@ -83,7 +83,7 @@ def test_every_check_runs_even_after_a_failure():
     )
     assert not result.passed
     assert result.failed_codes == ["KILL_SWITCH", "MARKET_NOT_ALLOWED", "CONFIDENCE_TOO_LOW"]
-    assert len(result.as_dict()["checks"]) == 11
+    assert len(result.as_dict()["checks"]) == 12
 
 
 @pytest.mark.parametrize(
