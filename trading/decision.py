@@ -32,7 +32,7 @@ from exchange.rules_cache import market_rules
 from trading.models import TradeExecution, TradeProposal
 from trading.preflight import preflight_preview
 from trading.selectors import trading_status
-from trading.validators import PreflightResult, drift_against
+from trading.validators import CheckResult, PreflightResult, drift_against
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,9 @@ class ProposalDecision:
     holding: Holding | None
     advisor: AdvisorView | None
     preflight: PreflightResult
-    preflight_if_approved: bool  # a PENDING proposal is previewed as if approved now
+    # A PENDING proposal is previewed as if approved now; one with an execution shows what
+    # preflight said when it was claimed (now its own claim would count against it).
+    preflight_if_approved: bool
     verdicts: tuple[Verdict, ...]
     status: dict  # trading_status: caps used, cooldowns, LLM budget left
     execution: ExecutionView | None
@@ -221,6 +223,16 @@ class ProposalDecision:
     @property
     def drift_against(self) -> bool | None:
         return None if self.drift is None else self.drift > 0
+
+    @property
+    def drift_size(self) -> Decimal | None:
+        return None if self.drift is None else abs(self.drift)
+
+    @property
+    def preflight_heading(self) -> str:
+        if self.execution is not None:
+            return "Preflight when the execution was claimed"
+        return "Preflight if approved now" if self.preflight_if_approved else "Preflight now"
 
     @property
     def final(self) -> bool:
@@ -261,6 +273,17 @@ def verdicts_of(result: PreflightResult) -> tuple[Verdict, ...]:
             text=check.detail,
         )
         for check in result.checks
+    )
+
+
+def preflight_of(stored: dict) -> PreflightResult:
+    """A preflight result as the claim stored it (PreflightResult.as_dict)."""
+    fields = ("rule", "passed", "code", "detail")
+    return PreflightResult(
+        checks=tuple(
+            CheckResult(**{name: check.get(name) for name in fields})
+            for check in stored.get("checks", [])
+        )
     )
 
 
@@ -339,7 +362,10 @@ def proposal_decision(*, user, proposal: TradeProposal) -> ProposalDecision:
     advisor = _part("advisor", proposal)
     live = proposal.status in LIVE_STATUSES and proposal.expires_at > now
     if_approved = proposal.status == TradeProposal.Status.PENDING
-    preflight = preflight_preview(proposal=proposal, as_approved=if_approved)
+    if execution is not None and execution.preflight_result:
+        preflight = preflight_of(execution.preflight_result)
+    else:
+        preflight = preflight_preview(proposal=proposal, as_approved=if_approved)
     return ProposalDecision(
         proposal=proposal,
         now=now,

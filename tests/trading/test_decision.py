@@ -177,6 +177,14 @@ def test_the_buttons_go_through_the_services_and_the_admin_log(client, exchange,
     log = list(LogEntry.objects.order_by("pk").values_list("user__username", "change_message"))
     assert log == [("olivia", "Approved"), ("olivia", f"Execution #{execution.pk} requested")]
 
+    # Its own claim now counts against it: the screen shows what preflight said at the claim.
+    decision = proposal_decision(user=operator, proposal=proposal)
+    assert decision.preflight_heading == "Preflight when the execution was claimed"
+    assert decision.preflight.passed and len(decision.verdicts) == len(
+        execution.preflight_result["checks"]
+    )
+    assert not (decision.actions.reject or decision.actions.override)
+
     state = client.get(reverse("admin:trading_tradeproposal_state", args=[proposal.pk])).json()
     assert state["proposal_status"] == "APPROVED" and state["final"] is False
     assert state["execution"]["status"] == "CLAIMED"
