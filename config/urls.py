@@ -18,8 +18,9 @@ api_v1 = [
     path("", include(portfolio_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
-    # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
-    re_path(r"^(?P<path>.*)$", api_not_found, name="not-found"),
+    # Last: whatever matched nothing above is a JSON 404, not Django's HTML page; a path
+    # holding a line break (%0A) too, which "." alone would not match.
+    re_path(r"^(?P<path>[\s\S]*)$", api_not_found, name="not-found"),
 ]
 
 # The admin's "View site" leads to the console itself (there is no other site).
