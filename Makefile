@@ -13,7 +13,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist worksteal
 
-.PHONY: install demo test test-sqlite test-repeat lint check-migrations
+.PHONY: install demo test test-sqlite test-repeat lint check-migrations vendor-charts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,8 @@ test-repeat: install
 test-sqlite: install
 	mkdir -p var/test
 	$(TEST_ENV) DATABASE_URL=sqlite:///$(CURDIR)/var/test/oracle.sqlite3 $(BIN)/pytest -m sqlite
+
+# The decision screen's chart library, vendored from npm with its licence (the version is
+# pinned in the script; the files are committed, so nothing is fetched at run time).
+vendor-charts:
+	scripts/vendor-lightweight-charts

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files
     "django_celery_beat",
     "exchange",
     "budget",
@@ -62,6 +63,7 @@ MIDDLEWARE = [
     # First, so an oversized API body gets the API's 413 before anything reads it.
     "core.api_input.ApiRequestSizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,6 +137,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Every page: nothing loaded from elsewhere, no inline script (core/csp.py).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
@@ -159,6 +167,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Auto Invest Oracle API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page loads Swagger UI from our static files (drf-spectacular-sidecar), never
+    # from a CDN; its set-up script is a separate request, so the CSP needs no inline script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.openapi.error_responses_hook",

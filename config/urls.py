@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from core.exceptions import api_not_found
 from evaluation import urls as evaluation_urls
@@ -17,10 +17,14 @@ api_v1 = [
     path("", include(evaluation_urls.api_urlpatterns)),
     path("", include(portfolio_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    # Last: whatever matched nothing above is a JSON 404, not Django's HTML page.
-    re_path(r"^(?P<path>.*)$", api_not_found, name="not-found"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    # Last: whatever matched nothing above is a JSON 404, not Django's HTML page; a path
+    # holding a line break (%0A) too, which "." alone would not match.
+    re_path(r"^(?P<path>[\s\S]*)$", api_not_found, name="not-found"),
 ]
+
+# The admin's "View site" leads to the console itself (there is no other site).
+admin.site.site_url = "/admin/"
 
 urlpatterns = [
     path("", include("ops.urls")),

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from core.money import eur_text, price_text
 from exchange.rules import format_decimal, truncate
+
+__all__ = ["eur_text", "price_text", "quantity_text", "position_output", "portfolio_output"]
 
 if TYPE_CHECKING:
     from portfolio.selectors import Portfolio, ValuedPosition
 
-CENT = Decimal("0.01")
-# A price per unit (an average cost) of a cheap coin needs more than cents.
-PRICE_DECIMALS = 8
 
-
-def eur_text(value: Decimal | None) -> str | None:
-    """EUR with 2 decimals, half up; None stays None."""
-    if value is None:
-        return None
-    cents = value.quantize(CENT, rounding=ROUND_HALF_UP)
-    return str(cents if cents else CENT * 0)  # never "-0.00"
-
-
-def price_text(value: Decimal | None) -> str | None:
-    """EUR per unit: at least 2 decimals, at most 8, no trailing zeros beyond the cents."""
-    if value is None:
-        return None
-    text = format_decimal(value.quantize(Decimal(1).scaleb(-PRICE_DECIMALS), ROUND_HALF_UP))
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+# EUR and price texts are core.money's, shared with the decision screen.
 
 
 def quantity_text(value: Decimal, decimals: int | None) -> str:

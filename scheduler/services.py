@@ -45,8 +45,13 @@ from scheduler.errors import (
 )
 from scheduler.market import market_snapshot_build
 from scheduler.models import ScanJob
-from trading.models import TradeProposal
-from trading.selectors import holdings_get, policy_get_for_user
+from trading.models import Policy, TradeProposal
+from trading.selectors import (
+    holdings_get,
+    policy_get_for_user,
+    proposal_pending_same,
+    trading_status,
+)
 from trading.services import MARKET_PATTERN, proposal_create
 
 logger = logging.getLogger(__name__)
@@ -292,6 +297,7 @@ class ScanOutcome:
     OUTPUT_REJECTED = "OUTPUT_REJECTED"
     FAILED = "FAILED"
     LEASE_LOST = "LEASE_LOST"
+    DUPLICATE = "DUPLICATE"  # the same market and side already awaits a decision
 
     @property
     def failed(self) -> bool:
@@ -356,12 +362,19 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     markets = [market for market in job.markets if market in policy.allowlist]
     if not markets:
         return ScanOutcome(job_id, ScanOutcome.NO_MARKETS, "SCAN_NO_ALLOWED_MARKETS")
+    # Nor on a market that could not execute now (cooldown, caps): the advisor is told.
+    not_now = markets_not_now(user=job.user, markets=markets)
+    markets = [market for market in markets if market not in not_now]
+    if not markets:
+        return ScanOutcome(job_id, ScanOutcome.NO_MARKETS, "SCAN_NO_MARKET_TRADABLE_NOW")
 
     snapshot = market_snapshot_build(client=ReadonlyClient(), markets=markets)
     scan_job_extend_lease(job_id=job_id, lock_token=lock_token)
 
     advisor = advisor_get()
     limits = advisor_limits(policy, holdings=holdings_get(user=job.user), snapshot=snapshot)
+    if not_now:
+        limits["markets_not_tradable_now"] = not_now
     track_record = advisor_track_record(user_id=job.user_id, model=advisor.model, markets=markets)
     decided = _decision_recorder(
         job=job,
@@ -441,6 +454,9 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     except ScanLeaseLost as error:
         decided(AdvisorDecision.Decision.REJECTED, reply=reply, reason=f"{error.code}: {error}")
         raise
+    if isinstance(proposal, str):  # not stored: the same one is pending
+        decided(AdvisorDecision.Decision.REJECTED, reply=reply, reason=proposal)
+        return ScanOutcome(job_id, ScanOutcome.DUPLICATE, proposal, usage_id=usage.pk)
     return ScanOutcome(
         job_id,
         ScanOutcome.PROPOSED,
@@ -448,6 +464,23 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         proposal_id=proposal.pk,
         usage_id=usage.pk,
     )
+
+
+def markets_not_now(*, user, markets: list[str]) -> dict[str, str]:
+    """The markets a proposal could not execute on now, with why: every market once a cap
+    is reached, a market whose asset is in cooldown until its end. The windows and counts
+    are the ones preflight uses (trading_status)."""
+    status = trading_status(user=user)
+    if status["trades_today"] >= status["max_daily_trades"]:
+        return dict.fromkeys(markets, "DAILY_CAP_REACHED")
+    if status["trades_this_hour"] >= status["max_trades_per_hour"]:
+        return dict.fromkeys(markets, "HOURLY_CAP_REACHED")
+    cooling = {c["asset"]: c["until"] for c in status["active_cooldowns"]}
+    return {
+        market: f"COOLDOWN_ACTIVE until {cooling[market.split('-', 1)[0]].isoformat()}"
+        for market in markets
+        if market.split("-", 1)[0] in cooling
+    }
 
 
 def _advisor_error_text(error: Exception) -> str:
@@ -478,15 +511,29 @@ def _decision_recorder(*, job: ScanJob, advisor, prompt_input: dict):
     return decided
 
 
+DUPLICATE_PROPOSAL = "DUPLICATE_PROPOSAL"
+
+
 def _scan_proposal_store(
     *, job: ScanJob, lock_token: uuid.UUID, advice: Advice, price, decided
-) -> TradeProposal:
+) -> TradeProposal | str:
+    """The proposal, stored; or, when the user already has the same market and side
+    pending, nothing stored and the reason (DUPLICATE_PROPOSAL: …) for the decision."""
     with transaction.atomic():
         # The job row stays locked while the proposal is written, so a lease taken over
         # after expiry cannot overlap with this write: either the token matches or nothing.
         held = ScanJob.objects.select_for_update().filter(pk=job.pk, lock_token=lock_token)
         if not list(held.values_list("pk", flat=True)):
             raise ScanLeaseLost(f"Scan job #{job.pk} was taken over; its proposal is dropped.")
+        # The user's lock (the policy row): two jobs of one user store one at a time, so
+        # the check below sees the other's proposal.
+        list(Policy.objects.for_user(job.user).select_for_update().values_list("pk"))
+        pending = proposal_pending_same(user=job.user, market=advice.market, side=advice.side)
+        if pending is not None:
+            return (
+                f"{DUPLICATE_PROPOSAL}: proposal #{pending.pk} ({advice.side} {advice.market}) "
+                "is still pending; nothing new is stored."
+            )
         proposal = proposal_create(
             user=job.user,
             market=advice.market,

@@ -202,6 +202,8 @@ class ProposalOutcomeFactory(factory.django.DjangoModelFactory):
     price = Decimal("61200")
     net_return = Decimal("0.015")
     hit = True
+
+
 class PortfolioSnapshotFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = PortfolioSnapshot

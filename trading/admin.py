@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,6 +22,7 @@ from django.utils.html import format_html
 from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
 from trading import selectors, services
+from trading.decision import chart_data, decision_state, proposal_decision
 from trading.models import (
     AccountFunds,
     AllocationChange,
@@ -98,6 +101,7 @@ class RejectForm(forms.Form):
 class OverrideForm(forms.Form):
     override_cooldown = forms.BooleanField(required=False, label="Lift the cooldown")
     override_anti_flip = forms.BooleanField(required=False, label="Lift anti-flip")
+    override_price_drift = forms.BooleanField(required=False, label="Lift the price-drift guard")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
@@ -134,6 +138,11 @@ class TradeProposalAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # A proposal is never edited as a form: decisions have their own buttons, and a Save
+        # would only log a bogus "Changed" entry. The list's actions keep their own permissions.
+        return False if obj is not None else super().has_change_permission(request)
+
     def has_approve_permission(self, request):
         return request.user.has_perm("trading.approve_proposal")
 
@@ -168,6 +177,8 @@ class TradeProposalAdmin(admin.ModelAdmin):
 
     @admin.display(description="expires in")
     def time_to_expiry(self, proposal: TradeProposal) -> str:
+        if proposal.status not in (TradeProposal.Status.PENDING, TradeProposal.Status.APPROVED):
+            return "-"  # decided or done: it no longer expires
         remaining = proposal.expires_at - timezone.now()
         return "expired" if remaining.total_seconds() <= 0 else _minutes(remaining)
 
@@ -178,6 +189,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
             for n, on in (
                 ("cooldown", proposal.override_cooldown),
                 ("anti-flip", proposal.override_anti_flip),
+                ("price drift", proposal.override_price_drift),
             )
             if on
         ]
@@ -191,8 +203,88 @@ class TradeProposalAdmin(admin.ModelAdmin):
         extra_context["can_stop"] = request.user.has_perm("trading.emergency_stop")
         return super().changelist_view(request, extra_context=extra_context)
 
+    # --- the decision screen: the proposal's own page ---
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        proposal = self.get_object(request, unquote(object_id))
+        extra_context = extra_context or {}
+        if proposal is not None and request.method == "GET":
+            decision = proposal_decision(user=request.user, proposal=proposal)
+            extra_context.update(
+                title=f"Proposal #{proposal.pk}: {proposal.side} {proposal.amount_eur} EUR of "
+                f"{proposal.market}",
+                decision=decision,
+                chart=chart_data(decision),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _decide(self, request, proposal_id: int, permission: str, decide, done: str):
+        """One button of the decision screen: POST only, the permission, one service call
+        (the one the API calls), a line in the admin log, back to the screen."""
+        if request.method != "POST" or not request.user.has_perm(permission):
+            raise PermissionDenied
+        proposal = get_object_or_404(TradeProposal, pk=proposal_id)
+        try:
+            message = decide(proposal)
+        except DomainError as error:
+            codes = error.extra.get("failed_codes")
+            why = ", ".join(codes) if codes else f"{error.code}: {error.message}"
+            self.message_user(request, f"Not {done}: {why}", messages.ERROR)
+        else:
+            self.log_change(request, proposal, message)
+            self.message_user(request, f"Proposal #{proposal.pk} {done}.")
+        return redirect("admin:trading_tradeproposal_change", proposal.pk)
+
+    def approve_view(self, request, proposal_id: int):
+        def approve(proposal):
+            services.proposal_approve(proposal=proposal, actor=request.user)
+            return "Approved"
+
+        return self._decide(request, proposal_id, "trading.approve_proposal", approve, "approved")
+
+    def reject_view(self, request, proposal_id: int):
+        form = RejectForm(request.POST)
+
+        def reject(proposal):
+            # The service refuses an empty reason with REASON_REQUIRED.
+            reason = form.cleaned_data["reason"] if form.is_valid() else ""
+            services.proposal_reject(proposal=proposal, actor=request.user, reason=reason)
+            return f"Rejected: {reason}"
+
+        return self._decide(request, proposal_id, "trading.approve_proposal", reject, "rejected")
+
+    def execute_view(self, request, proposal_id: int):
+        def execute(proposal):
+            outcome = services.execution_request(proposal=proposal, actor=request.user)
+            return f"Execution #{outcome.execution.pk} requested"
+
+        return self._decide(
+            request, proposal_id, "trading.execute_proposal", execute, "sent to the execute worker"
+        )
+
+    def state_view(self, request, proposal_id: int):
+        """What the screen polls until the execution is final."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        proposal = get_object_or_404(TradeProposal, pk=proposal_id)
+        return JsonResponse(decision_state(proposal=proposal))
+
     def get_urls(self):
+        decide = [
+            path(
+                f"<int:proposal_id>/{name}/",
+                self.admin_site.admin_view(view),
+                name=f"trading_tradeproposal_{name}",
+            )
+            for name, view in (
+                ("approve", self.approve_view),
+                ("reject", self.reject_view),
+                ("execute", self.execute_view),
+                ("state", self.state_view),
+            )
+        ]
         own = [
+            *decide,
             path(
                 "emergency-stop/",
                 self.admin_site.admin_view(self.emergency_stop_view),
@@ -211,7 +303,8 @@ class TradeProposalAdmin(admin.ModelAdmin):
             raise PermissionDenied
         active = request.POST.get("active") == "1"
         reason = request.POST.get("reason", "").strip() or "Set from the approval console"
-        services.emergency_stop_set(active=active, actor=request.user, reason=reason)
+        stop = services.emergency_stop_set(active=active, actor=request.user, reason=reason)
+        self.log_change(request, stop, f"Emergency stop {'on' if active else 'off'}: {reason}")
         state = "ON: every execution is halted" if active else "off"
         self.message_user(request, f"Emergency stop {state}.", messages.WARNING)
         return redirect("admin:trading_tradeproposal_changelist")
@@ -228,11 +321,13 @@ class TradeProposalAdmin(admin.ModelAdmin):
                     actor=request.user,
                     cooldown=form.cleaned_data["override_cooldown"],
                     anti_flip=form.cleaned_data["override_anti_flip"],
+                    price_drift=form.cleaned_data["override_price_drift"],
                     reason=form.cleaned_data["reason"],
                 )
             except DomainError as error:
                 self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
             else:
+                self.log_change(request, proposal, f"Override: {form.cleaned_data['reason']}")
                 self.message_user(request, f"Override recorded on proposal #{proposal.pk}.")
                 return redirect("admin:trading_tradeproposal_change", proposal.pk)
         context = {
@@ -276,6 +371,7 @@ class TradeProposalAdmin(admin.ModelAdmin):
         for proposal in queryset:
             try:
                 service(proposal)
+                self.log_change(request, proposal, done.capitalize())
                 ok += 1
             except DomainError as error:
                 failed.append(f"#{proposal.pk}: {error.code}")
@@ -323,7 +419,8 @@ class TradeProposalAdmin(admin.ModelAdmin):
         queued, refused = 0, []
         for proposal in queryset:
             try:
-                services.execution_request(proposal=proposal, actor=request.user)
+                outcome = services.execution_request(proposal=proposal, actor=request.user)
+                self.log_change(request, proposal, f"Execution #{outcome.execution.pk} requested")
                 queued += 1
             except DomainError as error:
                 codes = error.extra.get("failed_codes")

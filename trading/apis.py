@@ -61,6 +61,7 @@ class ProposalOutputSerializer(serializers.Serializer):
     policy_hash = serializers.CharField()
     override_cooldown = serializers.BooleanField()
     override_anti_flip = serializers.BooleanField()
+    override_price_drift = serializers.BooleanField()
     override_reason = serializers.CharField()
     decided_at = serializers.DateTimeField(allow_null=True)
     decision_reason = serializers.CharField()
@@ -228,6 +229,7 @@ class ProposalExecuteApi(APIView):
 
         override_cooldown = serializers.BooleanField(required=False, default=False)
         override_anti_flip = serializers.BooleanField(required=False, default=False)
+        override_price_drift = serializers.BooleanField(required=False, default=False)
         override_reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(request=InputSerializer, responses={202: ExecutionOutputSerializer})
@@ -236,7 +238,7 @@ class ProposalExecuteApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         proposal = selectors.proposal_get(user=request.user, proposal_id=proposal_id)
-        if data["override_cooldown"] or data["override_anti_flip"]:
+        if data["override_cooldown"] or data["override_anti_flip"] or data["override_price_drift"]:
             if not request.user.has_perm("trading.override_guards"):
                 raise PermissionMissing("Overrides need the override_guards permission.")
             services.proposal_override_set(
@@ -244,6 +246,7 @@ class ProposalExecuteApi(APIView):
                 actor=request.user,
                 cooldown=data["override_cooldown"],
                 anti_flip=data["override_anti_flip"],
+                price_drift=data["override_price_drift"],
                 reason=data.get("override_reason", ""),
             )
         outcome = services.execution_request(proposal=proposal, actor=request.user)

@@ -70,6 +70,14 @@ class Policy(models.Model):
     proposal_ttl_minutes = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), AT_MOST_A_WEEK]
     )
+    # The most the market may have moved against a proposal since it was made, in percent
+    # (the price_drift rule): a buy whose price rose, a sell whose price fell.
+    max_price_drift_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1.0"),
+        validators=[NOT_NEGATIVE, MaxValueValidator(Decimal("100"))],
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,6 +100,7 @@ class Policy(models.Model):
         "gpt_hourly_limit",
         "scan_interval_minutes",
         "proposal_ttl_minutes",
+        "max_price_drift_pct",
     )
 
     # Of those, what only staff change (a user may not raise their own share of the account).
@@ -262,6 +271,7 @@ class TradeProposal(models.Model):
     price_at_proposal = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     override_cooldown = models.BooleanField(default=False)
     override_anti_flip = models.BooleanField(default=False)
+    override_price_drift = models.BooleanField(default=False, db_default=False)
     override_reason = models.TextField(blank=True)
     override_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -313,7 +323,9 @@ class TradeProposal(models.Model):
             ),
             # An override without who and why is not an override.
             models.CheckConstraint(
-                condition=Q(override_cooldown=False, override_anti_flip=False)
+                condition=Q(
+                    override_cooldown=False, override_anti_flip=False, override_price_drift=False
+                )
                 | (
                     Q(override_by__isnull=False, override_at__isnull=False) & ~Q(override_reason="")
                 ),

@@ -36,14 +36,13 @@ logger = logging.getLogger(__name__)
 
 
 def exchange_facts(proposal: TradeProposal) -> tuple[MarketRules | None, Decimal | None]:
-    """The market's rules and, for a sell, its price (the holding and the balance are valued
-    at it): read before any lock is taken."""
+    """The market's rules and its last price (the drift guard; a sell's holding and balance
+    are valued at it): read before any lock is taken."""
     price = None
-    if proposal.side == "sell":
-        try:
-            price = ReadonlyClient().ticker_price(proposal.market)
-        except ExchangeError:
-            logger.warning("price unavailable for %s", proposal.market, exc_info=True)
+    try:
+        price = ReadonlyClient().ticker_price(proposal.market)
+    except ExchangeError:
+        logger.warning("price unavailable for %s", proposal.market, exc_info=True)
     return market_rules(proposal.market), price
 
 
@@ -71,6 +70,7 @@ def preflight_context(
         holding=None
         if facts.holdings is None
         else facts.holdings.facts(asset=asset_of(facts.proposal.market), price=price),
+        price_now=price,
     )
 
 
@@ -86,6 +86,7 @@ def _policy_facts(policy: Policy) -> PolicyFacts:
         max_daily_trades=policy.max_daily_trades,
         max_trades_per_hour=policy.max_trades_per_hour,
         allocation_eur=policy.allocation_eur,
+        max_price_drift_pct=policy.max_price_drift_pct,
     )
 
 

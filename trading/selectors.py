@@ -42,6 +42,22 @@ def proposal_get(*, user, proposal_id: int) -> TradeProposal:
     return proposal
 
 
+def proposal_pending_same(*, user, market: str, side: str) -> TradeProposal | None:
+    """The user's live PENDING proposal for the same market and side, if any: a new one
+    like it would only ask the same question again."""
+    return (
+        TradeProposal.objects.for_user(user)
+        .filter(
+            status=TradeProposal.Status.PENDING,
+            market=market,
+            side=side,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def execution_list(*, user) -> QuerySet:
     return TradeExecution.objects.for_user(user).order_by("-claimed_at")
 
@@ -111,9 +127,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             balance_available=Subquery(snapshot.values("available")),
             balance_fetched_at=Subquery(snapshot.values("fetched_at")),
             balance_spent=Coalesce(
-                Subquery(
-                    claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")
-                ),
+                Subquery(claims.order_by().values("side").annotate(t=Sum(COUNTED_EUR)).values("t")),
                 Value(Decimal("0")),
                 output_field=DecimalField(),
             ),

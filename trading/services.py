@@ -214,13 +214,20 @@ def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProp
 
 @transaction.atomic
 def proposal_override_set(
-    *, proposal: TradeProposal, actor, cooldown: bool, anti_flip: bool, reason: str
+    *,
+    proposal: TradeProposal,
+    actor,
+    cooldown: bool,
+    anti_flip: bool,
+    reason: str,
+    price_drift: bool = False,
 ) -> TradeProposal:
-    """Lifts the cooldown and/or anti-flip rule for this one proposal, with who, when and why."""
+    """Lifts the cooldown, anti-flip and/or price-drift rule for this one proposal, with
+    who, when and why."""
     reason = (reason or "").strip()
     if not reason:
         raise ProposalInvalid("An override needs a reason.", code="REASON_REQUIRED")
-    if not (cooldown or anti_flip):
+    if not (cooldown or anti_flip or price_drift):
         raise ProposalInvalid("Choose the rule to override.", code="OVERRIDE_EMPTY")
     proposal = _proposal_transition(
         proposal_id=proposal.pk,
@@ -229,6 +236,7 @@ def proposal_override_set(
         fields={
             "override_cooldown": cooldown,
             "override_anti_flip": anti_flip,
+            "override_price_drift": price_drift,
             "override_reason": reason,
             "override_by": actor,
             "override_at": timezone.now(),
@@ -239,7 +247,12 @@ def proposal_override_set(
         user_id=proposal.user_id,
         actor=actor,
         kind=ProposalEvent.Kind.OVERRIDE_SET,
-        data={"cooldown": cooldown, "anti_flip": anti_flip, "reason": reason},
+        data={
+            "cooldown": cooldown,
+            "anti_flip": anti_flip,
+            "price_drift": price_drift,
+            "reason": reason,
+        },
     )
     return proposal
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
+
+from core.money import eur, percent_text, price_text, time_text
 
 CONFIDENCE_LEVELS = (0, 25, 50, 75, 100)
 
@@ -25,6 +27,8 @@ class ProposalFacts:
     expires_at: datetime
     override_cooldown: bool = False
     override_anti_flip: bool = False
+    price_at_proposal: Decimal | None = None  # the market's last price when it was stored
+    override_price_drift: bool = False
 
     @property
     def asset(self) -> str:
@@ -43,6 +47,7 @@ class PolicyFacts:
     max_daily_trades: int
     max_trades_per_hour: int
     allocation_eur: Decimal = Decimal("0")  # the most the user may have invested at once
+    max_price_drift_pct: Decimal = Decimal("1.0")
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class PreflightContext:
     balance: BalanceFacts | None  # None: no recent enough balance
     now: datetime
     holding: HoldingFacts | None = None  # None: the user's ledger could not be read
+    price_now: Decimal | None = None  # the market's last price; None: it could not be read
 
 
 @dataclass(frozen=True)
@@ -198,9 +204,11 @@ def check_proposal_state(ctx: PreflightContext) -> CheckResult:
         return _fail("proposal_state", "NOT_APPROVED", f"The proposal is {proposal.status}.")
     if ctx.now >= proposal.expires_at:
         return _fail(
-            "proposal_state", "PROPOSAL_EXPIRED", f"The proposal expired at {proposal.expires_at}."
+            "proposal_state",
+            "PROPOSAL_EXPIRED",
+            f"The proposal expired at {time_text(proposal.expires_at)}.",
         )
-    return _ok("proposal_state", f"Approved, expires at {proposal.expires_at}.")
+    return _ok("proposal_state", f"Approved, expires at {time_text(proposal.expires_at)}.")
 
 
 def check_allowlist(ctx: PreflightContext) -> CheckResult:
@@ -221,13 +229,13 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "order_size",
             "ORDER_TOO_SMALL",
-            f"{amount} EUR is below the policy minimum of {ctx.policy.min_order_eur} EUR.",
+            f"{eur(amount)} is below the policy minimum of {eur(ctx.policy.min_order_eur)}.",
         )
     if amount > ctx.policy.max_order_eur:
         return _fail(
             "order_size",
             "ORDER_TOO_LARGE",
-            f"{amount} EUR is above the policy maximum of {ctx.policy.max_order_eur} EUR.",
+            f"{eur(amount)} is above the policy maximum of {eur(ctx.policy.max_order_eur)}.",
         )
     if ctx.market is None:
         return _fail(
@@ -237,7 +245,7 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "order_size",
             "BELOW_EXCHANGE_MINIMUM",
-            f"{amount} EUR is below the exchange minimum of {ctx.market.min_order_in_quote} EUR.",
+            f"{eur(amount)} is below the exchange minimum of {eur(ctx.market.min_order_in_quote)}.",
         )
     if _decimal_places(amount) > ctx.market.quote_decimals:
         # Refused rather than cut: the order must be for exactly the approved amount.
@@ -247,7 +255,7 @@ def check_order_size(ctx: PreflightContext) -> CheckResult:
             f"{amount} EUR has more than the {ctx.market.quote_decimals} decimals the exchange "
             "allows.",
         )
-    return _ok("order_size", f"{amount} EUR is within policy and exchange limits.")
+    return _ok("order_size", f"{eur(amount)} is within policy and exchange limits.")
 
 
 def check_confidence(ctx: PreflightContext) -> CheckResult:
@@ -283,7 +291,8 @@ def check_cooldown(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "cooldown",
             "COOLDOWN_ACTIVE",
-            f"{ctx.proposal.asset} traded at {last.at}; cooldown of {minutes} min is running.",
+            f"{ctx.proposal.asset} traded at {time_text(last.at)}; the cooldown of {minutes} min "
+            f"runs until {time_text(last.at + timedelta(minutes=minutes))}.",
         )
     return _ok("cooldown", f"No {ctx.proposal.asset} trade in the last {minutes} min.")
 
@@ -298,7 +307,8 @@ def check_anti_flip(ctx: PreflightContext) -> CheckResult:
         return _fail(
             "anti_flip",
             "ANTI_FLIP",
-            f"{ctx.proposal.asset} was a {opposite} at {last.at}, within {minutes} min.",
+            f"{ctx.proposal.asset} was a {opposite} at {time_text(last.at)}, within {minutes} min "
+            f"(until {time_text(last.at + timedelta(minutes=minutes))}).",
         )
     return _ok("anti_flip", f"No {opposite} of {ctx.proposal.asset} in the last {minutes} min.")
 
@@ -351,12 +361,13 @@ def check_holding(ctx: PreflightContext) -> CheckResult:
         )
     value = holding.quantity * holding.price
     free = value - holding.open_sells_eur
-    held = f"The user holds {holding.quantity.normalize():f} {asset} ({_eur(value)} EUR)"
+    held = f"The user holds {holding.quantity.normalize():f} {asset} ({eur(value)})"
     if holding.open_sells_eur:
-        held += f", {_eur(holding.open_sells_eur)} EUR of it in open sells"
+        held += f", {eur(holding.open_sells_eur)} of it in open sells"
+    asked = f"{held}; {eur(proposal.amount_eur)} asked."
     if proposal.amount_eur > free:
-        return _fail("holding", "INSUFFICIENT_HOLDING", f"{held}; {proposal.amount_eur} EUR asked.")
-    return _ok("holding", f"{held}; {proposal.amount_eur} EUR asked.")
+        return _fail("holding", "INSUFFICIENT_HOLDING", asked)
+    return _ok("holding", asked)
 
 
 def check_allocation(ctx: PreflightContext) -> CheckResult:
@@ -372,36 +383,86 @@ def check_allocation(ctx: PreflightContext) -> CheckResult:
     allocation, holding = ctx.policy.allocation_eur, ctx.holding
     invested = holding.cost_basis_eur + holding.open_buys_eur
     detail = (
-        f"{_eur(invested)} EUR invested ({_eur(holding.cost_basis_eur)} in open positions, "
-        f"{_eur(holding.open_buys_eur)} in open buys) + {proposal.amount_eur} EUR asked"
+        f"{eur(invested)} invested ({eur(holding.cost_basis_eur)} in open positions, "
+        f"{eur(holding.open_buys_eur)} in open buys) + {eur(proposal.amount_eur)} asked"
     )
     if invested + proposal.amount_eur > allocation:
         return _fail(
             "allocation",
             "ALLOCATION_EXCEEDED",
-            f"{detail} exceeds the allocation of {allocation} EUR.",
+            f"{detail} exceeds the allocation of {eur(allocation)}.",
         )
-    return _ok("allocation", f"{detail}, within the allocation of {allocation} EUR.")
-
-
-def _eur(value: Decimal) -> str:
-    """Cents for a sentence, cut (never shown as more than it is); rules compare exact values."""
-    return f"{value.quantize(Decimal('0.01'), ROUND_DOWN):f}"
+    return _ok("allocation", f"{detail}, within the allocation of {eur(allocation)}.")
 
 
 def check_balance(ctx: PreflightContext) -> CheckResult:
-    what = "EUR" if ctx.proposal.side == "buy" else f"{ctx.proposal.asset} (in EUR)"
+    # One exchange account serves every user: its balance is shared, less all users' claims.
+    what = "" if ctx.proposal.side == "buy" else f" of {ctx.proposal.asset}"
+    where = "on the shared exchange account"
     if ctx.balance is None:
         return _fail(
-            "balance", "INSUFFICIENT_BALANCE", f"No recent {what} balance: it cannot be checked."
+            "balance",
+            "INSUFFICIENT_BALANCE",
+            f"No recent {'EUR' if not what else ctx.proposal.asset} balance {where}: "
+            "it cannot be checked.",
         )
     if ctx.balance.available_eur < ctx.proposal.amount_eur:
         return _fail(
             "balance",
             "INSUFFICIENT_BALANCE",
-            f"{ctx.balance.available_eur} {what} available, {ctx.proposal.amount_eur} needed.",
+            f"{eur(ctx.balance.available_eur)}{what} available {where}, "
+            f"{eur(ctx.proposal.amount_eur)} needed.",
         )
-    return _ok("balance", f"{ctx.balance.available_eur} {what} available.")
+    return _ok(
+        "balance",
+        f"{eur(ctx.balance.available_eur)}{what} available {where}, "
+        f"{eur(ctx.proposal.amount_eur)} needed.",
+    )
+
+
+def drift_against(*, side: str, at_proposal: Decimal | None, now: Decimal | None) -> Decimal | None:
+    """How far the market moved against a proposal since it was made, relative: positive is
+    against it (a buy whose price rose, a sell whose price fell), negative its way; None
+    without both prices."""
+    if at_proposal is None or now is None or at_proposal <= 0:
+        return None
+    sign = 1 if side == "buy" else -1
+    return sign * (now - at_proposal) / at_proposal
+
+
+def check_price_drift(ctx: PreflightContext) -> CheckResult:
+    if ctx.proposal.override_price_drift:
+        return _ok("price_drift", "Overridden for this proposal.")
+    at_proposal = ctx.proposal.price_at_proposal
+    if at_proposal is None:
+        # Stored while the exchange did not answer: there is nothing to measure from.
+        return _ok("price_drift", "No price was stored with the proposal: drift not measured.")
+    if ctx.price_now is None:
+        return _fail("price_drift", "PRICE_DRIFT", "The price now could not be read.")
+    limit = ctx.policy.max_price_drift_pct if ctx.policy else Decimal("0")
+    drift = drift_against(side=ctx.proposal.side, at_proposal=at_proposal, now=ctx.price_now)
+    moved = f"from {_price(at_proposal)} to {_price(ctx.price_now)}"
+    if drift * 100 > limit:
+        return _fail(
+            "price_drift",
+            "PRICE_DRIFT",
+            f"The price moved {_pct(drift)} against the {ctx.proposal.side} ({moved}); "
+            f"the policy allows {limit} %.",
+        )
+    way = "against" if drift > 0 else "in favour of"
+    return _ok(
+        "price_drift",
+        f"The price moved {_pct(abs(drift))} {way} the {ctx.proposal.side} ({moved}); "
+        f"the policy allows {limit} % against.",
+    )
+
+
+def _price(value: Decimal) -> str:
+    return f"{price_text(value)} EUR"
+
+
+def _pct(ratio: Decimal) -> str:
+    return percent_text(ratio, signed=False)
 
 
 CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
@@ -415,9 +476,12 @@ CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
     check_daily_cap,
     check_hourly_cap,
     check_market_status,
+    check_price_drift,
     check_holding,
     check_allocation,
     check_balance,  # the account-wide recheck: the last guard
+    check_balance,
+    check_price_drift,
 )
 
 

@@ -283,6 +283,7 @@ def test_a_rationale_with_a_nul_character_is_refused_not_a_server_error(alice):
         ("post", "/api/v1/proposals/0.5/approve/"),
         ("patch", "/api/v1/scan-jobs/null/"),
         ("get", "/api/v1/no-such-endpoint/"),
+        ("post", "/api/v1/proposals/f%0A2/execute/"),  # a line break in the id
     ],
 )
 def test_an_address_no_endpoint_matches_is_a_json_404(alice, method, url):

@@ -56,3 +56,35 @@ def open_page(browser: WebDriver, url: str, *, expect: str, text: str | None = N
     """Loads `url` and returns its marker."""
     browser.get(url)
     return page_marker(browser, expect, text)
+
+
+def click_confirm_to_page(
+    browser: WebDriver, element: WebElement, *, expect: str, text: str | None = None
+) -> WebElement:
+    """Clicks `element`, accepts the confirmation dialog it opens, and returns the marker of
+    the page the confirmed form loads."""
+    old_page = browser.find_element(By.TAG_NAME, "html")
+    label = element.get_attribute("value") or element.text or element.tag_name
+    element.click()
+    dialog = wait_until(browser, EC.alert_is_present(), what=f"the confirmation of {label!r}")
+    dialog.accept()
+    wait_until(browser, EC.staleness_of(old_page), what=f"the page to change after {label!r}")
+    wait_until(
+        browser,
+        lambda b: b.execute_script("return document.readyState") == "complete",
+        what=f"the page after {label!r} to finish loading",
+    )
+    return page_marker(browser, expect, text)
+
+
+def sign_in(
+    browser: WebDriver, base_url: str, *, username: str, password: str, next_url: str, expect: str
+) -> WebElement:
+    """Signs a staff member in through the admin's login page and returns the marker of the
+    page `next_url` leads to. Every browser test signs in here, so a change to how staff
+    sign in is made once."""
+    open_page(browser, f"{base_url}/admin/login/?next={next_url}", expect="#id_username")
+    browser.find_element(By.ID, "id_username").send_keys(username)
+    browser.find_element(By.ID, "id_password").send_keys(password)
+    login = browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]')
+    return click_to_page(browser, login, expect=expect)

@@ -62,12 +62,18 @@ PAGE_CASES = {
         "approved",
         lambda w: {"override_cooldown": "on", "reason": "x"},
     ),
+    # The decision screen's buttons.
+    "trading_tradeproposal_approve": ("proposal", lambda w: {}),
+    "trading_tradeproposal_reject": ("proposal", lambda w: {"reason": "not mine"}),
+    "trading_tradeproposal_execute": ("approved", lambda w: {}),
     "trading_policy_change": ("policy", lambda w: change_form(w.policy, trading_enabled=False)),
     "trading_emergencystop_change": ("stop", lambda w: change_form(w.stop, active=True)),
     "scheduler_scanjob_change": ("scan_job", lambda w: change_form(w.scan_job, enabled=False)),
 }
 # Read-only pages outside admin.site's own URLs; each needs view permissions.
 READ_PAGES = {"admin-dashboard", "admin-scorecard", "admin-portfolio", "admin-portfolio-ledger"}
+# Read-only admin pages of one object: (url name, World attribute for the id).
+ADMIN_READ_PAGES = {"trading_tradeproposal_state": "proposal"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -105,7 +111,7 @@ def test_every_admin_action_and_page_has_a_persona_case(rf):
         for p in ma.get_urls()
         if isinstance(p, URLPattern) and p.name and not p.name.endswith(STANDARD_SUFFIXES)
     }
-    assert added_pages <= set(PAGE_CASES)
+    assert added_pages <= set(PAGE_CASES) | set(ADMIN_READ_PAGES)
     outside_site = {p.name for route, p in url_routes() if route.startswith("admin/")}
     assert outside_site == READ_PAGES
 
@@ -133,6 +139,10 @@ def post_page(client, world, name):
     return client.post(reverse(f"admin:{name}", args=args), data(world))
 
 
+def admin_read_url(world, name) -> str:
+    return reverse(f"admin:{name}", args=[getattr(world, ADMIN_READ_PAGES[name]).pk])
+
+
 def offered(client, model) -> set[str]:
     response = client.get(changelist(model))
     form = response.context["action_form"] if response.status_code == 200 else None
@@ -146,6 +156,7 @@ def test_users_who_are_not_staff_are_sent_to_the_login_page(client, world, perso
     answers = [post_action(client, world, model, action) for model, action in ACTION_CASES]
     answers += [post_page(client, world, name) for name in PAGE_CASES]
     answers += [client.get(reverse(name)) for name in READ_PAGES]
+    answers += [client.get(admin_read_url(world, name)) for name in ADMIN_READ_PAGES]
     for response in answers:
         assert response.status_code == 302 and response.url.startswith("/admin/login/")
     assert database_state() == before
@@ -188,6 +199,23 @@ def test_staff_who_may_view_see_a_read_page_with_every_users_rows(client, world,
     assert response.status_code == 200
     if name == "admin-scorecard":
         assert MARKER in response.content.decode()
+
+
+@pytest.mark.parametrize("name", sorted(ADMIN_READ_PAGES))
+def test_staff_without_permissions_does_not_read_an_objects_page(client, world, name):
+    client.force_login(world.charlie_bare)
+    assert client.get(admin_read_url(world, name)).status_code == 403
+
+
+@pytest.mark.parametrize("name", sorted(ADMIN_READ_PAGES))
+def test_staff_who_may_view_read_an_objects_page_of_any_user(client, world, name):
+    client.force_login(world.charlie)
+    before = database_state()
+    response = client.get(admin_read_url(world, name))
+    assert response.status_code == 200 and response.json()["proposal_status"] == "PENDING"
+    assert database_state() == before
+
+
 @pytest.mark.parametrize("name", ["admin-portfolio", "admin-portfolio-ledger"])
 def test_staff_who_may_view_see_the_portfolio_of_the_user_they_choose(client, world, name):
     # The control for the test above: the same page, with view permissions, shows alice's.
@@ -221,7 +249,9 @@ def test_an_operator_with_the_permissions_runs_the_same_action(
 
 
 @pytest.mark.parametrize("name", list(PAGE_CASES))
-def test_an_operator_with_the_permissions_uses_the_same_page(client, world, operator, name):
+def test_an_operator_with_the_permissions_uses_the_same_page(
+    client, world, operator, exchange, name
+):
     client.force_login(operator)
     before = database_state()
     response = post_page(client, world, name)

@@ -78,7 +78,7 @@ def test_an_approved_proposal_becomes_one_filled_order(policy, exchange):
     assert execution.bitvavo_request["amountQuote"] == "25.00"
     assert execution.bitvavo_response["orderId"] == execution.exchange_order_id
     assert execution.preflight_result["passed"] is True
-    assert len(execution.preflight_result["checks"]) == 13
+    assert len(execution.preflight_result["checks"]) == 14
     assert execution.policy_hash == policy.snapshot_and_hash()[1]
     history = TradeHistory.objects.get(execution=execution)
     assert history.asset == "BTC" and history.amount > 0 and history.price > 0
@@ -192,7 +192,7 @@ def test_a_refused_preflight_claims_nothing_and_is_audited(policy, exchange):
     event = ProposalEvent.objects.get(proposal=proposal, kind="preflight_failed")
     assert event.actor_id == policy.user.pk
     assert event.data["failed_codes"] == ["CONFIDENCE_TOO_LOW"]
-    assert len(event.data["checks"]) == 13
+    assert len(event.data["checks"]) == 14
     proposal.refresh_from_db()
     assert proposal.status == TradeProposal.Status.APPROVED
     assert exchange.orders() == []

@@ -22,6 +22,7 @@ CHANGED_VALUES = {
     "gpt_hourly_limit": 7,
     "scan_interval_minutes": 16,
     "proposal_ttl_minutes": 31,
+    "max_price_drift_pct": Decimal("2.5"),
 }
 
 

@@ -119,7 +119,12 @@ def test_an_override_needs_a_reason_and_records_who_and_when():
     assert (changed.override_cooldown, changed.override_anti_flip) == (True, False)
     assert changed.override_by == staff and changed.override_at is not None
     event = changed.events.get(kind="override_set")
-    assert event.data == {"cooldown": True, "anti_flip": False, "reason": "Planned rebalance"}
+    assert event.data == {
+        "cooldown": True,
+        "anti_flip": False,
+        "price_drift": False,
+        "reason": "Planned rebalance",
+    }
 
 
 def test_expiry_moves_only_live_proposals_past_their_time():

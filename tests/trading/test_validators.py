@@ -87,7 +87,7 @@ def test_a_clean_context_passes_every_check():
     result = preflight_run(make_context())
     assert result.passed
     assert result.failed_codes == []
-    assert len(result.checks) == 13
+    assert len(result.checks) == 14
 
 
 def test_every_check_runs_even_after_a_failure():
@@ -96,7 +96,7 @@ def test_every_check_runs_even_after_a_failure():
     )
     assert not result.passed
     assert result.failed_codes == ["KILL_SWITCH", "MARKET_NOT_ALLOWED", "CONFIDENCE_TOO_LOW"]
-    assert len(result.as_dict()["checks"]) == 13
+    assert len(result.as_dict()["checks"]) == 14
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ class Command(BaseCommand):
                 asset=asset, defaults={"amount": amount, "note": "the simulator's start"}
             )
         if not ScanJob.objects.filter(user=user).exists():
-            for markets in (["BTC-EUR", "ETH-EUR"], ["ETH-EUR", "BTC-EUR"]):
+            # One market each: two jobs on the same markets only ask the same question twice.
+            for markets in (["BTC-EUR"], ["ETH-EUR"]):
                 ScanJob.objects.create(user=user, markets=markets, interval_minutes=2)
         self.stdout.write(f"demo login: user 'demo', password '{password}'")
