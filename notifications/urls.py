@@ -12,6 +12,11 @@ urlpatterns = [
         name="notification-secret",
     ),
     path(
+        "notifications/telegram/link/",
+        apis.TelegramLinkApi.as_view(),
+        name="notification-telegram-link",
+    ),
+    path(
         "notifications/deliveries/",
         apis.NotificationDeliveryListApi.as_view(),
         name="notification-delivery-list",
@@ -20,5 +25,14 @@ urlpatterns = [
         "notifications/deliveries/<int:delivery_id>/",
         apis.NotificationDeliveryDetailApi.as_view(),
         name="notification-delivery-detail",
+    ),
+]
+
+# At the site's root (config/urls.py): where Telegram posts the bot's updates.
+webhook_urlpatterns = [
+    path(
+        "telegram/webhook/<str:secret>",
+        apis.TelegramWebhookApi.as_view(),
+        name="telegram-webhook",
     ),
 ]
