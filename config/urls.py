@@ -27,7 +27,7 @@ urlpatterns = [
     path("", include("ops.urls")),
     path("", include("evaluation.urls")),
     path("", include("portfolio.urls")),
-    path("", include(notifications_urls.webhook_urlpatterns)),
+    path("", include(notifications_urls.site_urlpatterns)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -311,7 +311,9 @@ def _card_send(delivery: NotificationDelivery, chat_id: int) -> tuple[bool, str]
     except TelegramApiError as error:
         return False, str(error)[:500]
     message_id = sent.get("message_id") if isinstance(sent, dict) else None
-    TelegramCallbackToken.objects.for_user(user).filter(pk__in=token_ids).update(message_id=message_id)
+    TelegramCallbackToken.objects.for_user(user).filter(pk__in=token_ids).update(
+        message_id=message_id
+    )
     return True, ""
 
 
@@ -504,7 +506,9 @@ def _card_edit(*, user, row: TelegramCallbackToken, line: str) -> None:
         markup, token_ids = _keyboard(
             user_id=user.pk, proposal_id=row.proposal_id, chat_id=row.chat_id, actions=card.actions
         )
-        TelegramCallbackToken.objects.for_user(user).filter(pk__in=token_ids).update(message_id=row.message_id)
+        TelegramCallbackToken.objects.for_user(user).filter(pk__in=token_ids).update(
+            message_id=row.message_id
+        )
     _bot_api_quiet(
         "editMessageText",
         chat_id=row.chat_id,

@@ -1,8 +1,10 @@
 """Notification API routes, under /api/v1/ (config/urls.py includes them)."""
 
+from django.contrib import admin
 from django.urls import path
 
 from notifications import apis
+from notifications.console import notification_settings_view
 
 urlpatterns = [
     path("notifications/", apis.NotificationSettingsApi.as_view(), name="notifications"),
@@ -28,8 +30,13 @@ urlpatterns = [
     ),
 ]
 
-# At the site's root (config/urls.py): where Telegram posts the bot's updates.
-webhook_urlpatterns = [
+# At the site's root (config/urls.py): the console page, and where Telegram posts updates.
+site_urlpatterns = [
+    path(
+        "admin/notifications/mine/",
+        admin.site.admin_view(notification_settings_view),
+        name="admin-notification-settings",
+    ),
     path(
         "telegram/webhook/<str:secret>",
         apis.TelegramWebhookApi.as_view(),

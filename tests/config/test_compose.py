@@ -14,7 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
 
 KEY_PATTERN = re.compile(r"^(BITVAVO_.*_(KEY|SECRET)|OPENAI_API_KEY)$")
-IMAGE_SERVICES = ["web", "beat", "worker-scan", "worker-execute", "worker-notify", "simulator"]
+IMAGE_SERVICES = [
+    "web",
+    "beat",
+    "worker-scan",
+    "worker-execute",
+    "worker-notify",
+    "simulator",
+    "telegram-bot",
+]
 
 
 def compose_config(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -59,6 +67,7 @@ def test_the_stack_has_every_process(services):
     assert scan[scan.index("-Q") + 1] == "scan,default"
     assert execute[execute.index("-Q") + 1] == "execute"
     assert execute[execute.index("--concurrency") + 1] == "1"
+    assert services["telegram-bot"]["command"] == ["python", "manage.py", "telegram_bot"]
     notify = services["worker-notify"]["command"]
     assert notify[notify.index("-Q") + 1] == "notify"
     assert "run_bitvavo_simulator" in services["simulator"]["command"]
@@ -99,7 +108,16 @@ def test_each_process_holds_only_its_own_keys(services):
     }
     assert held["worker-execute"] == {"BITVAVO_TRADE_KEY", "BITVAVO_TRADE_SECRET"}
     assert held["worker-scan"] == {"BITVAVO_READONLY_KEY", "BITVAVO_READONLY_SECRET"}
-    for name in ["web", "beat", "worker-notify", "migrate", "simulator", "postgres", "redis"]:
+    for name in [
+        "web",
+        "beat",
+        "worker-notify",
+        "telegram-bot",
+        "migrate",
+        "simulator",
+        "postgres",
+        "redis",
+    ]:
         assert held[name] == set(), name
     # The LLM key is declared for the scan worker alone (empty in the example: offline advisor).
     declared = {
@@ -117,6 +135,7 @@ def test_each_process_holds_only_its_own_keys(services):
         "worker-notify": "notify",
     }
     assert services["worker-execute"]["environment"]["LIVE_TRADING"] == "false"
+    assert "TELEGRAM_BOT_TOKEN" in services["telegram-bot"]["environment"]
 
 
 def test_each_process_connects_as_its_own_database_role(services):
@@ -127,5 +146,5 @@ def test_each_process_connects_as_its_own_database_role(services):
     assert role("migrate") == "oracle"
     assert "db_roles" in " ".join(services["migrate"]["command"])
     assert role("web") == "oracle_web"
-    for name in ["beat", "worker-scan", "worker-execute", "worker-notify"]:
+    for name in ["beat", "worker-scan", "worker-execute", "worker-notify", "telegram-bot"]:
         assert role(name) == "oracle_worker", name
