@@ -125,7 +125,7 @@ class TelegramWebhookApi(APIView):
     def post(self, request, secret: str):
         expected = settings.TELEGRAM_WEBHOOK_SECRET
         if not (telegram.telegram_enabled() and expected):
-            raise telegram.TelegramOff("The Telegram webhook is off.")
+            raise telegram.TelegramOff("The Telegram webhook is off.", http_status=404)
         if not hmac.compare_digest(secret.encode(), expected.encode()):
             raise NotFound()
         header = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")

@@ -54,7 +54,7 @@ BUTTON_LABELS = {Action.APPROVE: "Approve", Action.REJECT: "Reject", Action.EXEC
 
 class TelegramOff(NotificationError):
     code = "TELEGRAM_OFF"
-    http_status = 404
+    http_status = 409
 
 
 class TelegramUpdateInvalid(NotificationError):

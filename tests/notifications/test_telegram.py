@@ -105,7 +105,7 @@ def test_the_link_api_needs_a_user_and_the_bot(bot, settings):
     assert_error(APIClient().post("/api/v1/notifications/telegram/link/"), 401, "NOT_AUTHENTICATED")
     settings.TELEGRAM_BOT_TOKEN = ""
     response = client_for(UserFactory()).post("/api/v1/notifications/telegram/link/")
-    assert_error(response, 404, "TELEGRAM_OFF")
+    assert_error(response, 409, "TELEGRAM_OFF")
 
 
 def test_start_with_the_code_links_that_chat_and_that_telegram_user_once(bot):
