@@ -50,7 +50,7 @@ from notifications.models import (
     NotificationSettings,
     all_notification_events,
 )
-from notifications.telegram import telegram_deliver
+from notifications.telegram import telegram_deliver, telegram_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +333,11 @@ def notice_builder(event: str):
     return register
 
 
+def _telegram_on(row: NotificationSettings) -> bool:
+    # Without a bot token the feature is off: nothing is queued for a linked chat.
+    return row.telegram_linked and telegram_enabled()
+
+
 def notification_event_handle(*, event: str, facts: dict) -> list[int]:
     """Creates the deliveries of one event (for one user, or every user for the emergency
     stop) and queues those never tried yet. Returns their ids."""
@@ -343,7 +348,7 @@ def notification_event_handle(*, event: str, facts: dict) -> list[int]:
     recipients = [
         row
         for row in recipients
-        if event in row.events and (row.webhook_url or row.email or row.telegram_linked)
+        if event in row.events and (row.webhook_url or row.email or _telegram_on(row))
     ]
     if not recipients:
         return []
@@ -366,7 +371,7 @@ def notification_event_handle(*, event: str, facts: dict) -> list[int]:
                 (Delivery.Channel.EMAIL, row.email),
                 (
                     Delivery.Channel.TELEGRAM,
-                    str(row.telegram_chat_id) if row.telegram_linked else "",
+                    str(row.telegram_chat_id) if _telegram_on(row) else "",
                 ),
             ):
                 if not destination:

@@ -24,9 +24,15 @@ import pytest
 from django.utils import timezone
 
 from config.celery import app
-from notifications.models import NotificationSettings, TelegramCallbackToken, TelegramUpdate
+from notifications.models import (
+    NotificationDelivery,
+    NotificationSettings,
+    TelegramCallbackToken,
+    TelegramUpdate,
+)
+from notifications.services import notification_deliver, notification_event_handle
 from notifications.telegram import telegram_link_code_create
-from tests.factories import PolicyFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
 from tests.telegram_server import TelegramServer
 from tests.workers import ROOT, celery_worker, child_env, queue_drain, wait_for
 from trading.models import ProposalEvent, TradeExecution, TradeProposal
@@ -299,3 +305,40 @@ def test_reject_with_a_reason_a_strangers_tap_and_an_expired_proposal(
         assert "PROPOSAL_EXPIRED" in bot_api.calls("answerCallbackQuery")[-1].params["text"]
         second.refresh_from_db()
         assert second.status == "PENDING" and second.decided_at is None
+
+
+def test_updates_posted_by_webhook_over_http_link_and_approve(
+    bot_api, exchange, live_server, settings
+):
+    """The fake posts updates to the web server's webhook, as Telegram does after setWebhook
+    with a secret_token."""
+    settings.TELEGRAM_WEBHOOK_SECRET = "webhook-secret-5678"
+    url = f"{live_server.url}/telegram/webhook/webhook-secret-5678"
+    user = PolicyFactory(user=UserFactory(username="ann")).user
+    code = telegram_link_code_create(user=user).code
+    answer = bot_api.post_to_webhook(
+        url, bot_api.text(chat_id=CHAT, from_id=TG_USER, text=f"/start {code}"), secret="nope"
+    )
+    assert answer.status_code == 403 and answer.json()["code"] == "TELEGRAM_SECRET_INVALID"
+    update = bot_api.text(chat_id=CHAT, from_id=TG_USER, text=f"/start {code}")
+    answer = bot_api.post_to_webhook(url, update, secret="webhook-secret-5678")
+    assert answer.status_code == 200 and answer.json() == {"handled": "start"}
+
+    proposal = TradeProposalFactory(user=user)
+    notification_event_handle(
+        event="proposal_pending", facts={"user_id": user.pk, "proposal_id": proposal.pk}
+    )
+    delivery = NotificationDelivery.objects.get(channel="telegram")
+    notification_deliver(delivery_id=delivery.pk)
+    card = sent_cards(bot_api)[-1]
+    tap = bot_api.tap(
+        chat_id=CHAT, from_id=TG_USER, message_id=1, data=bot_api.buttons(card)["Approve"]
+    )
+    answer = bot_api.post_to_webhook(url, tap, secret="webhook-secret-5678")
+    assert answer.json() == {"handled": "done"}
+    assert bot_api.post_to_webhook(url, tap, secret="webhook-secret-5678").json() == {
+        "handled": "duplicate"
+    }
+    proposal.refresh_from_db()
+    assert proposal.status == "APPROVED" and proposal.decided_by_id == user.pk
+    queue_drain("notify")
