@@ -20,7 +20,12 @@ from notifications.models import (
 from notifications.services import notification_deliver, notification_event_handle
 from notifications.telegram import telegram_link_code_create
 from tests.api.test_proposals_api import assert_error, client_for
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import (
+    PolicyFactory,
+    ProposalOutcomeFactory,
+    TradeProposalFactory,
+    UserFactory,
+)
 from tests.telegram_server import TelegramServer
 from trading.models import Policy, ProposalEvent, TradeExecution, TradeProposal
 
@@ -201,6 +206,17 @@ def test_a_pending_proposal_sends_one_card_with_everything_to_decide_on(bot, ali
     # Callback data is only a random token: no user, no proposal id.
     assert all(len(data) <= 64 and str(proposal.pk) not in data[3:6] for data in buttons.values())
     assert TelegramCallbackToken.objects.filter(proposal_id=proposal.pk, used_at=None).count() == 2
+
+
+def test_the_card_shows_the_advisors_record_at_that_confidence(bot, alice):
+    for net_return in ("0.015", "-0.005"):
+        ProposalOutcomeFactory(
+            proposal=TradeProposalFactory(user=alice, confidence=75),
+            net_return=Decimal(net_return),
+        )
+    ProposalOutcomeFactory(proposal=TradeProposalFactory(user=alice, confidence=50))
+    card_for(bot, TradeProposalFactory(user=alice, confidence=75))
+    assert "record at 75% (24 h): 2 scored, 50% hits, mean net +0.50%" in last_text(bot)
 
 
 def test_approve_then_execute_run_the_services_and_edit_the_card(bot, alice, exchange):
