@@ -312,6 +312,13 @@ NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=2.0)
 NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=5.0)
 # Webhooks to loopback, private or link-local addresses: only in development by default.
 NOTIFY_ALLOW_PRIVATE_WEBHOOKS = env.bool("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", default=DEBUG)
+# The Telegram bot (cards with Approve / Reject / Execute): off without a token.
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+# Updates by webhook (/telegram/webhook/<secret>, also checked in Telegram's secret header);
+# empty: the webhook is off and `manage.py telegram_bot` polls instead.
+TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
+TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=30)
 # E-mail: one URL (smtp+tls://user:password@host:587, consolemail://, ...).
 globals().update(
     {

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from core.exceptions import api_not_found
 from evaluation import urls as evaluation_urls
+from notifications import urls as notifications_urls
 from ops import urls as ops_urls
 from portfolio import urls as portfolio_urls
 
@@ -30,6 +31,7 @@ urlpatterns = [
     path("", include("ops.urls")),
     path("", include("evaluation.urls")),
     path("", include("portfolio.urls")),
+    path("", include(notifications_urls.site_urlpatterns)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -88,6 +88,13 @@ def scope_enter_user(user) -> None:
     scope_enter(Scope(USER, user.pk))
 
 
+def scope_narrow_to_user(user) -> None:
+    """Inside a request, `user`'s scope from here on (a request that learns whose it is
+    late, such as a bot's webhook); outside one, nothing changes."""
+    if _current.get() is not None:
+        scope_enter_user(user)
+
+
 @contextlib.contextmanager
 def request_scope(scope: Scope) -> Iterator[None]:
     """A request's scope for its whole length; cleared at the end, whatever happens."""

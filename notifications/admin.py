@@ -8,10 +8,21 @@ from notifications.models import NotificationDelivery, NotificationSettings
 class NotificationSettingsAdmin(ReadOnlyAdmin):
     """Users change their own settings through the API; staff see them here."""
 
-    list_display = ("user", "webhook_url", "email", "events", "updated_at")
+    list_display = ("user", "webhook_url", "email", "telegram_chat_id", "events", "updated_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "email", "webhook_url")
-    fields = ("user", "webhook_url", "secret_hint", "email", "events", "created_at", "updated_at")
+    fields = (
+        "user",
+        "webhook_url",
+        "secret_hint",
+        "email",
+        "telegram_chat_id",
+        "telegram_user_id",
+        "telegram_linked_at",
+        "events",
+        "created_at",
+        "updated_at",
+    )
 
     @admin.display(description="webhook secret")
     def secret_hint(self, row: NotificationSettings) -> str:

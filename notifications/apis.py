@@ -1,14 +1,20 @@
-"""The notification API: a user's own settings, webhook secret and deliveries."""
+"""The notification API: a user's own settings, webhook secret and deliveries; the Telegram
+link code and the bot's webhook."""
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.permissions import IsAuthenticated
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifications import selectors, services
+from core.scoping import SYSTEM, Scope, scope_enter
+from notifications import selectors, services, telegram
 
 
 class NotificationSettingsApi(APIView):
@@ -88,3 +94,45 @@ class NotificationDeliveryDetailApi(APIView):
     def get(self, request, delivery_id: int):
         delivery = selectors.notification_delivery_get(user=request.user, delivery_id=delivery_id)
         return Response(NotificationDeliveryOutputSerializer(delivery).data)
+
+
+class TelegramLinkApi(APIView):
+    """A one-time code (10 minutes, once) to send to the bot as `/start <code>`."""
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TelegramLinkCode"
+
+        code = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(request=None, responses={201: OutputSerializer})
+    def post(self, request):
+        link = telegram.telegram_link_code_create(user=request.user)
+        return Response(self.OutputSerializer(link).data, status=status.HTTP_201_CREATED)
+
+
+class TelegramWebhookApi(APIView):
+    """Telegram's updates (setWebhook with secret_token): the secret in the path and in the
+    X-Telegram-Bot-Api-Secret-Token header. Whose the update is comes from the linked chat."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)  # Telegram's, not a client's: its shape is the Bot API's Update
+    def post(self, request, secret: str):
+        expected = settings.TELEGRAM_WEBHOOK_SECRET
+        if not (telegram.telegram_enabled() and expected):
+            raise telegram.TelegramOff("The Telegram webhook is off.", http_status=404)
+        if not hmac.compare_digest(secret.encode(), expected.encode()):
+            raise NotFound()
+        header = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(header.encode(), expected.encode()):
+            raise telegram.TelegramSecretInvalid("The secret token header is missing or wrong.")
+        # Which user the update is for is known only from its chat: found in the system
+        # scope, then the handling narrows to that user (telegram.scope_narrow_to_user).
+        scope_enter(Scope(SYSTEM))
+        handled = telegram.telegram_update_handle(request.data)
+        return Response({"handled": handled})

@@ -36,6 +36,10 @@ class NotificationSettings(models.Model):
     # The HMAC-SHA256 key of this user's webhook signatures; generated, never chosen.
     webhook_secret = models.CharField(max_length=64)
     email = models.EmailField(blank=True)
+    # The Telegram chat a one-time code linked, and the one Telegram user who may act in it.
+    telegram_chat_id = models.BigIntegerField(null=True, blank=True)
+    telegram_user_id = models.BigIntegerField(null=True, blank=True)
+    telegram_linked_at = models.DateTimeField(null=True, blank=True)
     # The events this user wants; all of them by default.
     events = models.JSONField(default=all_notification_events, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -55,10 +59,30 @@ class NotificationSettings(models.Model):
                 violation_error_code="WEBHOOK_URL_NOT_HTTP",
                 violation_error_message="The webhook URL must start with http(s)://.",
             ),
+            models.CheckConstraint(
+                condition=Q(telegram_chat_id__isnull=True, telegram_user_id__isnull=True)
+                | Q(
+                    telegram_chat_id__isnull=False,
+                    telegram_user_id__isnull=False,
+                    telegram_linked_at__isnull=False,
+                ),
+                name="notification_settings_telegram_link_whole",
+                violation_error_code="TELEGRAM_LINK_PARTIAL",
+            ),
+            # A chat speaks for one user: whose proposals a tap acts on is never ambiguous.
+            models.UniqueConstraint(
+                fields=["telegram_chat_id"],
+                name="notification_settings_telegram_chat_once",
+                violation_error_code="TELEGRAM_CHAT_LINKED",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Notifications of {self.user}"
+
+    @property
+    def telegram_linked(self) -> bool:
+        return self.telegram_chat_id is not None
 
 
 class NotificationDelivery(models.Model):
@@ -67,6 +91,7 @@ class NotificationDelivery(models.Model):
     class Channel(models.TextChoices):
         WEBHOOK = "webhook"
         EMAIL = "email"
+        TELEGRAM = "telegram"
 
     class Status(models.TextChoices):
         PENDING = "PENDING"
@@ -120,3 +145,82 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} by {self.channel} to {self.destination} ({self.status})"
+
+
+class TelegramLinkCode(models.Model):
+    """A one-time code that links the chat sending `/start <code>` to the user; only its
+    SHA-256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="telegram_link_codes"
+    )
+    code_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "telegram_link_codes"
+
+    def __str__(self) -> str:
+        return f"Telegram link code of {self.user_id} (until {self.expires_at})"
+
+
+class TelegramCallbackToken(models.Model):
+    """What one button on one card may do: the button carries only a random token, this row
+    says whose proposal, which action and in which chat. Used once; only its SHA-256 is
+    stored, so the table cannot forge a button either."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+        EXECUTE = "execute"
+        # Not a button: the prompt asking for a rejection's reason, answered by a reply.
+        REJECT_REASON = "reject_reason"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="telegram_tokens"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    proposal_id = models.BigIntegerField()
+    action = models.CharField(max_length=16, choices=Action.choices)
+    chat_id = models.BigIntegerField()
+    # The card's message (known once it was sent), and for REJECT_REASON the prompt's.
+    message_id = models.BigIntegerField(null=True, blank=True)
+    prompt_message_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "telegram_callback_tokens"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=["approve", "reject", "execute", "reject_reason"]),
+                name="telegram_callback_tokens_action_valid",
+                violation_error_code="TELEGRAM_ACTION_INVALID",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "proposal_id"], name="telegram_tokens_proposal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} proposal #{self.proposal_id} in chat {self.chat_id}"
+
+
+class TelegramUpdate(models.Model):
+    """Each Telegram update handled, by its id: a resent or replayed update (a restarted
+    poller, a webhook retried) is handled once."""
+
+    update_id = models.BigIntegerField(primary_key=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "telegram_updates"
+
+    def __str__(self) -> str:
+        return f"Telegram update {self.update_id}"

@@ -11,6 +11,8 @@ Three steps, each away from trading's path:
 3. `notification_deliver` makes one attempt, records it on the row, and says when to try
    again (exponential back-off) until NOTIFY_MAX_ATTEMPTS, then FAILED.
 
+Telegram messages and decision cards: notifications/telegram.py.
+
 Webhooks are JSON POSTs signed with HMAC-SHA256 under the user's own secret over
 `<timestamp>.<exact body bytes>` (headers X-Oracle-Timestamp and X-Oracle-Signature).
 """
@@ -48,6 +50,7 @@ from notifications.models import (
     NotificationSettings,
     all_notification_events,
 )
+from notifications.telegram import telegram_deliver, telegram_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +333,11 @@ def notice_builder(event: str):
     return register
 
 
+def _telegram_on(row: NotificationSettings) -> bool:
+    # Without a bot token the feature is off: nothing is queued for a linked chat.
+    return row.telegram_linked and telegram_enabled()
+
+
 def notification_event_handle(*, event: str, facts: dict) -> list[int]:
     """Creates the deliveries of one event (for one user, or every user for the emergency
     stop) and queues those never tried yet. Returns their ids."""
@@ -338,7 +346,9 @@ def notification_event_handle(*, event: str, facts: dict) -> list[int]:
     if user_id is not None:
         recipients = recipients.filter(user_id=user_id)
     recipients = [
-        row for row in recipients if event in row.events and (row.webhook_url or row.email)
+        row
+        for row in recipients
+        if event in row.events and (row.webhook_url or row.email or _telegram_on(row))
     ]
     if not recipients:
         return []
@@ -359,6 +369,10 @@ def notification_event_handle(*, event: str, facts: dict) -> list[int]:
             for channel, destination in (
                 (Delivery.Channel.WEBHOOK, row.webhook_url),
                 (Delivery.Channel.EMAIL, row.email),
+                (
+                    Delivery.Channel.TELEGRAM,
+                    str(row.telegram_chat_id) if _telegram_on(row) else "",
+                ),
             ):
                 if not destination:
                     continue
@@ -477,6 +491,9 @@ def notification_deliver(*, delivery_id: int) -> float | None:
     started, at = time.monotonic(), timezone.now()
     if delivery.channel == Delivery.Channel.WEBHOOK:
         attempt = _webhook_post(delivery)
+    elif delivery.channel == Delivery.Channel.TELEGRAM:
+        delivered, error = telegram_deliver(delivery)
+        attempt = Attempt(delivered, error=error)
     else:
         attempt = _email_send(delivery)
     count = delivery.attempt_count + 1

@@ -6,4 +6,5 @@ class TradingConfig(AppConfig):
 
     def ready(self):
         # The notify worker reads trading's events through the builders this registers.
-        from trading import notices  # noqa: F401
+        # The bot's cards and buttons: trading's selectors and services (trading/telegram.py).
+        from trading import notices, telegram  # noqa: F401

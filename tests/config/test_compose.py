@@ -22,6 +22,7 @@ IMAGE_SERVICES = [
     "worker-notify",
     "simulator",
     "worker-reconcile",
+    "telegram-bot",
 ]
 
 
@@ -69,6 +70,7 @@ def test_the_stack_has_every_process(services):
     assert execute[execute.index("--concurrency") + 1] == "1"
     reconcile = services["worker-reconcile"]["command"]
     assert reconcile[reconcile.index("-Q") + 1] == "reconcile", "never beside an order"
+    assert services["telegram-bot"]["command"] == ["python", "manage.py", "telegram_bot"]
     notify = services["worker-notify"]["command"]
     assert notify[notify.index("-Q") + 1] == "notify"
     assert "run_bitvavo_simulator" in services["simulator"]["command"]
@@ -110,7 +112,16 @@ def test_each_process_holds_only_its_own_keys(services):
     assert held["worker-execute"] == {"BITVAVO_TRADE_KEY", "BITVAVO_TRADE_SECRET"}
     assert held["worker-reconcile"] == held["worker-execute"], "orders are listed with it"
     assert held["worker-scan"] == {"BITVAVO_READONLY_KEY", "BITVAVO_READONLY_SECRET"}
-    for name in ["web", "beat", "worker-notify", "migrate", "simulator", "postgres", "redis"]:
+    for name in [
+        "web",
+        "beat",
+        "worker-notify",
+        "telegram-bot",
+        "migrate",
+        "simulator",
+        "postgres",
+        "redis",
+    ]:
         assert held[name] == set(), name
     # The LLM key is declared for the scan worker alone (empty in the example: offline advisor).
     declared = {
@@ -128,6 +139,7 @@ def test_each_process_holds_only_its_own_keys(services):
         "worker-notify": "notify",
     }
     assert services["worker-execute"]["environment"]["LIVE_TRADING"] == "false"
+    assert "TELEGRAM_BOT_TOKEN" in services["telegram-bot"]["environment"]
 
 
 def test_each_process_connects_as_its_own_database_role(services):
@@ -138,5 +150,6 @@ def test_each_process_connects_as_its_own_database_role(services):
     assert role("migrate") == "oracle"
     assert "db_roles" in " ".join(services["migrate"]["command"])
     assert role("web") == "oracle_web"
-    for name in ["beat", "worker-scan", "worker-execute", "worker-notify", "worker-reconcile"]:
+    workers = ["beat", "worker-scan", "worker-execute", "worker-notify", "worker-reconcile"]
+    for name in [*workers, "telegram-bot"]:
         assert role(name) == "oracle_worker", name

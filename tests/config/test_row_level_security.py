@@ -15,10 +15,12 @@ import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 from psycopg import sql
 
 from budget.models import GptBudgetLock
 from config.celery import app
+from notifications.models import TelegramCallbackToken, TelegramLinkCode
 from tests.factories import (
     AdvisorDecisionFactory,
     GptUsageLogFactory,
@@ -46,6 +48,7 @@ USER_OWNED_TABLES = (
     *importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES,
     *importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES,
     importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
+    *importlib.import_module("notifications.migrations.0003_telegram_bot").USER_OWNED_TABLES,
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -72,6 +75,16 @@ def owned_rows(user) -> TradeProposal:
     AdvisorDecisionFactory(user=user, proposal=proposal, decision="propose")
     ProposalOutcomeFactory(proposal=proposal)
     PortfolioSnapshotFactory(user=user)
+    TelegramLinkCode.objects.create(
+        user=user, code_hash=f"{user.pk:064d}", expires_at=timezone.now()
+    )
+    TelegramCallbackToken.objects.create(
+        user=user,
+        token_hash=f"{user.pk:064d}",
+        proposal_id=proposal.pk,
+        action="approve",
+        chat_id=1,
+    )
     return proposal
 
 
