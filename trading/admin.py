@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin, ScaledAdmin
 from core.errors import DomainError
 from trading import selectors, services
 from trading.models import (
@@ -32,7 +32,7 @@ from trading.preflight import preflight_preview
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ScaledAdmin):
     list_display = ("user", *Policy.SNAPSHOT_FIELDS)
     list_filter = ("trading_enabled",)
     list_select_related = ("user",)
@@ -100,7 +100,7 @@ class OverrideForm(forms.Form):
 
 
 @admin.register(TradeProposal)
-class TradeProposalAdmin(admin.ModelAdmin):
+class TradeProposalAdmin(ScaledAdmin):
     list_display = (
         "id",
         "user",

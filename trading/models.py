@@ -297,6 +297,9 @@ class TradeProposal(models.Model):
             models.Index(
                 fields=["user", "status", "-created_at"], name="trade_proposals_user_status"
             ),
+            # A user's proposals newest first (the API list), and everyone's (the admin list).
+            models.Index(fields=["user", "-created_at"], name="trade_proposals_user_created"),
+            models.Index(fields=["-created_at"], name="trade_proposals_created"),
         ]
         permissions = [
             ("approve_proposal", "Can approve or reject trade proposals"),
