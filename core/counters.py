@@ -18,6 +18,7 @@ COUNTERS = {
     "scan_jobs_claimed": "Scan jobs leased by a dispatch or a manual run",
     "scan_lease_contention": "Scan claims or runs that found the lease held or taken over",
     "scan_leases_expired": "Scan leases recovered after their holder died or overran",
+    "llm_calls_skipped_unchanged": "Scans whose snapshot had not changed: no LLM call",
 }
 
 

@@ -26,8 +26,7 @@ class ExchangeCall(models.Model):
             # The retention sweep: calls about no order, oldest first (order calls are kept).
             models.Index(
                 fields=["created_at"],
-                condition=models.Q(client_order_id__isnull=True)
-                & ~models.Q(key_role="trade"),
+                condition=models.Q(client_order_id__isnull=True) & ~models.Q(key_role="trade"),
                 name="exchange_calls_market_data",
             ),
         ]
