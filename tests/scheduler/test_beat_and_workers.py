@@ -39,8 +39,9 @@ def test_setup_periodic_tasks_upserts_by_name_and_keeps_history(capsys):
         "trading.tasks.expire_proposals",
         "trading.tasks.reconcile_submitting_executions",
         "evaluation.tasks.score_proposals",
+        "ops.tasks.prune_logs",
     }
-    assert PeriodicTask.objects.count() == 9
+    assert PeriodicTask.objects.count() == 10
     assert "updated: scheduler: dispatch due scans every 30s" in capsys.readouterr().out
 
 
