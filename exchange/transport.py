@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from urllib3.exceptions import ConnectTimeoutError
 
+from core.counters import counter_add
 from exchange.errors import (
     ExchangeError,
     ExchangeNotSent,
@@ -377,6 +378,32 @@ class Transport:
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+        status = (
+            str(response.status_code) if response is not None else (error.code if error else "")
+        )
+        exchange_call_count(
+            key_role=self.key_role,
+            method=method,
+            endpoint=f"{self.path_prefix}{path}".split("?", 1)[0],
+            status=status or "none",
+            latency_ms=latency_ms,
+        )
+
+
+# Bounds of the exchange-call latency histogram, in seconds (/metrics).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def exchange_call_count(
+    *, key_role: str, method: str, endpoint: str, status: str, latency_ms: int
+) -> None:
+    """The call in the shared counters /metrics reads: by outcome, and its latency's bucket
+    (the first bound it is within; /metrics adds them up into the cumulative histogram)."""
+    counter_add("exchange_calls", labels=(key_role, method, endpoint, status))
+    bucket = next((str(b) for b in LATENCY_BUCKETS if latency_ms <= b * 1000), "+Inf")
+    counter_add("exchange_call_latency_bucket", labels=(key_role, bucket))
+    counter_add("exchange_call_latency_count", labels=(key_role,))
+    counter_add("exchange_call_latency_ms_sum", latency_ms, labels=(key_role,))
 
 
 def probe_can_trade(transport: Transport, *, operator_id: int) -> bool:
