@@ -38,8 +38,6 @@ LABELLED = {
     "preflight_rejections": ("code",),
 }
 INDEX_LOCK_SECONDS = 5
-# Label combinations this process has seen in the index already (no cache read for them).
-_indexed: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def _key(name: str, labels: tuple[str, ...] = ()) -> str:
@@ -69,15 +67,16 @@ def counter_add(name: str, amount: int = 1, *, labels: tuple | None = None) -> N
         return
     try:
         _incr(_key(name, values), amount)
-        if values and (name, values) not in _indexed and _index_add(name, values):
-            _indexed.add((name, values))
+        if values:
+            # Read every time, not remembered per process: an emptied cache re-learns it.
+            _index_add(name, values)
     except Exception:
         logger.warning("could not count %s", name, exc_info=True)
 
 
 def _index_add(name: str, values: tuple[str, ...]) -> bool:
-    """Adds a label combination to the counter's index; False when the index is busy (the
-    next event with these labels tries again)."""
+    """Adds a label combination to the counter's index unless it is there; False when the
+    index is busy (the next event with these labels tries again)."""
     index = _index_key(name)
     if tuple(values) in set(cache.get(index) or ()):
         return True
