@@ -59,7 +59,7 @@ class PolicyAdmin(ScaledAdmin):
 
 
 @admin.register(EmergencyStop)
-class EmergencyStopAdmin(admin.ModelAdmin):
+class EmergencyStopAdmin(ScaledAdmin):
     list_display = ("__str__", "reason", "changed_by", "changed_at")
     readonly_fields = ("changed_by", "changed_at")
     fields = ("active", "reason", "changed_by", "changed_at")
