@@ -1,6 +1,7 @@
 """What the advisor was shown and answered, and what its proposals earned afterwards.
 
-`advisor_decisions`: one row per scan that reached the advisor, with its exact input.
+`advisor_decisions`: one row per scan that reached the advisor, with its exact input (an
+`unchanged` one when the input hash matched the last decision and no call was made).
 `proposal_outcomes`: one row per (proposal, horizon), written once the horizon has passed,
 whatever became of the proposal; the baselines for the same moment and horizon ride along.
 """
