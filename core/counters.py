@@ -28,6 +28,7 @@ COUNTERS = {
 
 # name: label names. The latency histogram's buckets are counters of their own ("le").
 LABELLED = {
+    "executions_ended": ("status", "error_code"),
     "exchange_calls": ("key_role", "method", "endpoint", "status"),
     "exchange_call_latency_bucket": ("key_role", "le"),
     "exchange_call_latency_count": ("key_role",),

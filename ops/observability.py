@@ -50,6 +50,7 @@ def healthz(request):
 
 
 KEY_ROLES = ("public", "readonly", "trade")
+LIVE = (TradeExecution.Status.CLAIMED, TradeExecution.Status.SUBMITTING)
 
 
 class DatabaseCollector:
@@ -68,12 +69,23 @@ class DatabaseCollector:
     def _executions(self):
         executions = GaugeMetricFamily(
             "oracle_executions",
-            "Executions by status and error code",
+            "Executions in flight (CLAIMED, SUBMITTING) by status and error code",
             labels=["status", "error_code"],
         )
-        for row in TradeExecution.objects.values("status", "error_code").annotate(n=Count("id")):
+        # The few live rows, through the partial index trade_executions_live.
+        live = TradeExecution.objects.filter(status__in=LIVE)
+        for row in live.values("status", "error_code").annotate(n=Count("id")):
             executions.add_metric([row["status"], row["error_code"]], row["n"])
         yield executions
+
+        ended = CounterMetricFamily(
+            "oracle_executions_ended",
+            "Executions that ended (SUBMITTED, FAILED), by status and error code",
+            labels=["status", "error_code"],
+        )
+        for labels, n in counter_series("executions_ended").items():
+            ended.add_metric(list(labels), n)
+        yield ended
 
         oldest = TradeExecution.objects.filter(status=TradeExecution.Status.SUBMITTING).aggregate(
             oldest=Min("submitting_at")

@@ -473,6 +473,12 @@ class TradeExecution(models.Model):
             models.Index(fields=["user", "-claimed_at"], name="trade_executions_user_claimed"),
             # The balance recheck: everything claimed since the last balance snapshot.
             models.Index(fields=["claimed_at"], name="trade_executions_claimed"),
+            # /metrics: the executions in flight, a handful whatever the history.
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=["CLAIMED", "SUBMITTING"]),
+                name="trade_executions_live",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 FAMILIES = {
     "oracle_executions",
+    "oracle_executions_ended",
     "oracle_submitting_oldest_age_seconds",
     "oracle_preflight_rejections",
     "oracle_exchange_calls",
