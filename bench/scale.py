@@ -2,6 +2,7 @@
 markets: exchange requests per round and LLM calls skipped.
 
     python bench/scale.py [--rows 1000000] [--x10] [--rounds 9] [--users 1000] [--skip-pages]
+                          [--reuse-big]
 
 Part 1. Two databases of their own (dropped, created, migrated): "small" holds 1,000
 proposals, 1,000 proposal events, 1,000 LLM usage rows and 2,000 exchange calls; "big" holds
@@ -9,11 +10,13 @@ proposals, 1,000 proposal events, 1,000 LLM usage rows and 2,000 exchange calls;
 decisions, outcomes and deliveries are a tenth of the proposals in both. Both have the same
 1,000 users with a policy, and the measured API user has 1,000 proposals in both. Rows are
 filled with generate_series in SQL (this script only). Every admin list, the dashboard,
-every API list and /metrics are fetched through Django's test client, in rounds that
-alternate between the two databases, so noise from the rest of the machine falls on both
-alike. Prints each page's median at both sizes and the ratio.
+every API list and /metrics are fetched through Django's test client, each database from a
+thread of its own (its connection stays open), page by page alternating between the two,
+so noise from the rest of the machine falls on both alike. Prints each page's median at
+both sizes and the ratio.
 
-Part 2. --users users (a policy and a scan job each on the same 5 markets), the simulator in
+Part 2. In a third database: --users users (a policy and a scan job each on the same 5
+markets), the simulator in
 this process over HTTP, the offline advisor: every job is claimed and run through
 scan_job_claim/scan_job_run from 8 threads, round after round; each later round starts a
 new market bucket (the shared snapshots are dropped). Prints per round the exchange requests
@@ -143,15 +146,39 @@ API_PAGES = [
 OPEN_PAGES = ["/metrics"]
 
 
-def use_database(name: str) -> None:
-    from django.db import connection
+class Site:
+    """One database served from a thread of its own: that thread's connection is bound to it
+    and stays open, so alternating between the databases never reconnects."""
 
-    connection.close()
-    connection.settings_dict["NAME"] = name  # read again on the next connect
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = url.rsplit("/", 1)[1]
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.run(self._bind)
+
+    def _bind(self) -> None:
+        from django.db import connection
+
+        connection.close()
+        connection.settings_dict = {**connection.settings_dict, "NAME": self.name}
+
+    def run(self, fn, *args):
+        return self.pool.submit(fn, *args).result()
 
 
-def populate(url: str, rows: int) -> dict:
-    """Creates, migrates and fills one database; returns its clients (admin, API user)."""
+def has_rows(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT count(*) FROM trade_proposals").fetchone()[0] > 0
+    except psycopg.Error:
+        return False
+
+
+def populate(url: str, rows: int, reuse: bool = False) -> dict:
+    """Creates, migrates and fills one database (unless `reuse`); returns its clients (admin,
+    API user). Runs in the database's own thread (Site)."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
@@ -160,22 +187,25 @@ def populate(url: str, rows: int) -> dict:
     from scheduler.models import ScanJob
     from trading.models import Policy
 
-    recreate_database(url)
-    use_database(url.rsplit("/", 1)[1])
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    params = {"n": rows, "users": USERS, "api": API_USER_PROPOSALS}
-    with connection.cursor() as cursor:
-        for statement in FILL:
-            cursor.execute(statement, params)
-    users = list(get_user_model().objects.filter(username__startswith="u").order_by("pk"))
-    Policy.objects.bulk_create([Policy(user=user, allowlist=MARKETS) for user in users])
-    ScanJob.objects.bulk_create([ScanJob(user=user, markets=MARKETS) for user in users])
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE")
+    if not reuse:
+        recreate_database(url)
+        connection.close()
+        call_command("migrate", verbosity=0)
+        params = {"n": rows, "users": USERS, "api": API_USER_PROPOSALS}
+        with connection.cursor() as cursor:
+            for statement in FILL:
+                cursor.execute(statement, params)
+        users = list(get_user_model().objects.filter(username__startswith="u").order_by("pk"))
+        Policy.objects.bulk_create([Policy(user=user, allowlist=MARKETS) for user in users])
+        ScanJob.objects.bulk_create([ScanJob(user=user, markets=MARKETS) for user in users])
+        get_user_model().objects.create_superuser("bench-admin", "a@x.io", "x")
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    users = list(get_user_model().objects.filter(username__startswith="u").order_by("pk")[:1])
     filled = time.perf_counter() - started
     admin = Client()
-    admin.force_login(get_user_model().objects.create_superuser("bench-admin", "a@x.io", "x"))
+    admin.force_login(get_user_model().objects.get(username="bench-admin"))
     api = Client()
     api.force_login(users[0])
     return {"admin": admin, "api": api, "fill_seconds": filled}
@@ -190,16 +220,18 @@ def fetch(client, path: str) -> float:
     return elapsed * 1000
 
 
-def pages(rows: int, rounds: int) -> None:
+def pages(rows: int, rounds: int, reuse_big: bool) -> None:
     from core.counters import counter_add
 
     print(f"Part 1: pages at {SMALL_ROWS:,} rows and at {rows:,} rows")
-    databases = {}
+    sites, clients = {}, {}
     for size, count in (("small", SMALL_ROWS), ("big", rows)):
-        databases[size] = populate(f"{BASE_URL}_{size}", count)
-        print(
-            f"  filled {size} ({count:,} rows a table) in {databases[size]['fill_seconds']:.1f} s"
-        )
+        url = f"{BASE_URL}_{size}"
+        reuse = size == "big" and reuse_big and has_rows(url)
+        sites[size] = Site(url)
+        clients[size] = sites[size].run(populate, url, count, reuse)
+        verb = "reused" if reuse else "filled"
+        print(f"  {verb} {size} ({count:,} rows a table) in {clients[size]['fill_seconds']:.1f} s")
     # Some history in the shared counters, as a running deployment has (both sizes alike).
     for status in ("200", "404", "429"):
         counter_add("exchange_calls", 5, labels=("trade", "POST", "/v2/order", status))
@@ -207,15 +239,16 @@ def pages(rows: int, rounds: int) -> None:
 
     targets = [("admin", p) for p in ADMIN_PAGES] + [("api", p) for p in API_PAGES]
     targets += [("admin", p) for p in OPEN_PAGES]
-    timings = {(size, path): [] for size in databases for _, path in targets}
+    timings = {(size, path): [] for size in sites for _, path in targets}
     for round_no in range(rounds + 1):
-        for size, db in databases.items():
-            use_database(f"{BASE_URL}_{size}".rsplit("/", 1)[1])
-            for who, path in targets:
-                elapsed = fetch(db[who], path)
+        for who, path in targets:
+            # Page by page, small then big, then big then small the next round.
+            order = list(sites) if round_no % 2 else list(reversed(sites))
+            for size in order:
+                elapsed = sites[size].run(fetch, clients[size][who], path)
                 if round_no:  # the first round warms caches and connections
                     timings[(size, path)].append(elapsed)
-    print(f"  medians of {rounds} rounds, alternating databases")
+    print(f"  medians of {rounds} rounds, the two databases alternating page by page")
     print(f"  {'page':<56} {'small ms':>9} {'big ms':>9} {'ratio':>6}")
     worst = 0.0
     for _, path in targets:
@@ -224,12 +257,15 @@ def pages(rows: int, rounds: int) -> None:
         worst = max(worst, big / small)
         print(f"  {path:<56} {small:>9.1f} {big:>9.1f} {big / small:>5.2f}x")
     print(f"  worst ratio: {worst:.2f}x")
+    for site in sites.values():
+        site.pool.shutdown()
 
 
 def scans(users: int) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
+    from django.core.management import call_command
     from django.db import connection
 
     from budget.models import GptUsageLog
@@ -240,22 +276,19 @@ def scans(users: int) -> None:
     from trading.models import Policy
 
     print(f"\nPart 2: {users:,} users scanning the same {len(MARKETS)} markets")
-    use_database(f"{BASE_URL}_small".rsplit("/", 1)[1])
+    url = f"{BASE_URL}_scans"
+    recreate_database(url)
+    connection.close()
+    connection.settings_dict["NAME"] = url.rsplit("/", 1)[1]
+    call_command("migrate", verbosity=0)
     simulator = SimulatorServer(port=0).start()
     settings.BITVAVO_API_URL = simulator.api_url
     os.environ.update(simulator.readonly_env())
     for name in ("BITVAVO_TRADE_KEY", "BITVAVO_TRADE_SECRET"):
         os.environ.pop(name, None)
     User = get_user_model()
-    have = User.objects.filter(username__startswith="u").count()
-    User.objects.bulk_create(
-        [User(username=f"scan{n}", password="!") for n in range(max(0, users - have))]
-    )
-    chosen = list(User.objects.exclude(username="bench-admin").order_by("pk")[:users])
-    ScanJob.objects.all().delete()
-    Policy.objects.filter(user__in=chosen).update(
-        allowlist=MARKETS, gpt_daily_limit=1000, gpt_hourly_limit=1000
-    )
+    User.objects.bulk_create([User(username=f"scan{n}", password="!") for n in range(users)])
+    chosen = list(User.objects.order_by("pk"))
     Policy.objects.bulk_create(
         [
             Policy(user=u, allowlist=MARKETS, gpt_daily_limit=1000, gpt_hourly_limit=1000)
@@ -313,7 +346,10 @@ def main() -> None:
     parser.add_argument("--x10", action="store_true", help="ten times --rows")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--skip-pages", action="store_true", help="part 2 only")
+    parser.add_argument(
+        "--reuse-big", action="store_true", help="keep the big database of an earlier run"
+    )
     args = parser.parse_args()
     rows = args.rows * (10 if args.x10 else 1)
 
@@ -326,9 +362,7 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     if not args.skip_pages:
-        pages(rows, args.rounds)
-    else:
-        populate(f"{BASE_URL}_small", SMALL_ROWS)
+        pages(rows, args.rounds, args.reuse_big)
     scans(args.users)
 
 
