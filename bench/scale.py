@@ -16,14 +16,15 @@ so noise from the rest of the machine falls on both alike. Prints each page's me
 both sizes and the ratio.
 
 Part 2. In a third database: --users users (a policy and a scan job each on the same 5
-markets), the simulator in
-this process over HTTP, the offline advisor: every job is claimed and run through
-scan_job_claim/scan_job_run from 8 threads, round after round; each later round starts a
-new market bucket (the shared snapshots are dropped). Prints per round the exchange requests
-the simulator received, the weight it charged, LLM calls made (budget admissions) and skipped
-(`unchanged` decisions), next to 20 users with sharing off.
+markets), the simulator in this process over HTTP, the offline advisor: every job is claimed
+and run through scan_job_claim/scan_job_run from 8 threads: a first round, a second in the
+same market bucket, a third in the next bucket (the shared snapshots dropped; the
+simulator's price walk moves a step a minute, so most users' rounded snapshots differ).
+Prints per round the exchange requests the simulator received, the weight it charged, LLM
+calls made (budget admissions) and skipped (`unchanged` decisions), next to 20 users with
+sharing off.
 
-BENCH_SCALE_DATABASE_URL (default …/oracle_scale_bench; "_small", "_big" are appended),
+BENCH_SCALE_DATABASE_URL (default …/oracle_scale_bench; "_small", "_big", "_scans" appended),
 CACHE_URL and CELERY_BROKER_URL point it elsewhere; the cache database is emptied.
 """
 
@@ -328,11 +329,10 @@ def scans(users: int) -> None:
     try:
         settings.MARKET_SNAPSHOT_CACHE_SECONDS = 3600
         cache.clear()
-        scan_round("round 1 (first look)", chosen)
-        cache.clear()  # the next bucket: snapshots are read again
-        scan_round("round 2 (next bucket, same market)", chosen)
-        cache.clear()
-        scan_round("round 3 (next bucket, same market)", chosen)
+        scan_round("round 1: first look", chosen)
+        scan_round("round 2: same bucket again", chosen)
+        cache.clear()  # the next bucket: snapshots are read again, the walk has moved on
+        scan_round("round 3: next bucket", chosen)
         settings.MARKET_SNAPSHOT_CACHE_SECONDS = 0
         cache.clear()
         scan_round("sharing off, 20 users", chosen[:20])
