@@ -55,6 +55,8 @@ class GptUsageLog(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "created_at"], name="gpt_usage_log_user_created"),
+            # The admin's date filter and the retention sweep.
+            models.Index(fields=["created_at"], name="gpt_usage_log_created"),
             # The abandoned-reservation cleanup looks only at the few open rows.
             models.Index(
                 fields=["created_at"],

@@ -17,6 +17,7 @@ from django.utils import timezone
 from budget.errors import BudgetError, BudgetExhausted, UsageStateConflict
 from budget.models import GptBudgetLock, GptUsageLog
 from budget.selectors import budget_usage_counts
+from core.counters import counter_add
 from core.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def budget_admit(
             finished_at=now if refusal else None,
         )
     if refusal:
+        counter_add("llm_calls", labels=(GptUsageLog.Status.REFUSED, model))
+        counter_add("llm_budget_refusals", labels=(refusal,))
         log_event(
             logger,
             "budget.refused",
@@ -127,6 +130,14 @@ def budget_close(
             f"Usage #{usage_id} is {current or 'missing'}, not RESERVED.",
             extra={"usage_id": usage_id, "status": current},
         )
+    model = GptUsageLog.objects.filter(pk=usage_id).values_list("model", flat=True).first()
+    _closed_count(status=status, model=model or "", calls=1)
+    counter_add("llm_tokens", prompt_tokens or 0, labels=("prompt", model or ""))
+    counter_add("llm_tokens", completion_tokens or 0, labels=("completion", model or ""))
+
+
+def _closed_count(*, status: str, model: str, calls: int) -> None:
+    counter_add("llm_calls", calls, labels=(status, model))
 
 
 def budget_reservations_abandon(*, older_than: timedelta = RESERVATION_TIMEOUT) -> int:
@@ -135,6 +146,14 @@ def budget_reservations_abandon(*, older_than: timedelta = RESERVATION_TIMEOUT) 
     They stay counted: the call may have reached the LLM, so it is treated as spent.
     """
     now = timezone.now()
-    return GptUsageLog.objects.filter(
+    abandoned = GptUsageLog.objects.filter(
         status=GptUsageLog.Status.RESERVED, created_at__lt=now - older_than
-    ).update(status=GptUsageLog.Status.FAILED, error=ABANDONED, finished_at=now)
+    )
+    closed = 0
+    for model in set(abandoned.values_list("model", flat=True)):
+        count = abandoned.filter(model=model).update(
+            status=GptUsageLog.Status.FAILED, error=ABANDONED, finished_at=now
+        )
+        _closed_count(status=GptUsageLog.Status.FAILED, model=model, calls=count)
+        closed += count
+    return closed

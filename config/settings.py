@@ -301,6 +301,24 @@ HOLDINGS_TOLERANCE_EUR = Decimal(env.str("HOLDINGS_TOLERANCE_EUR", default="1.00
 # A scan's lease; longer than the task's hard time limit, so a running scan keeps its job.
 SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=120)
 SCAN_DISPATCH_BATCH = env.int("SCAN_DISPATCH_BATCH", default=100)
+# One market read (ticker, candles) serves every scan of that market for this long (shared
+# cache, the bucket is aligned to the clock), so exchange weight grows with markets, not users.
+MARKET_SNAPSHOT_CACHE_SECONDS = env.int("MARKET_SNAPSHOT_CACHE_SECONDS", default=60)
+# Snapshot figures are rounded to this many significant digits before hashing; a scan whose
+# hash equals the user's last decision's records `unchanged` without an LLM call (0: never).
+SCAN_UNCHANGED_DIGITS = env.int("SCAN_UNCHANGED_DIGITS", default=3)
+
+# --- Retention ----------------------------------------------------------------------------
+# High-volume logs are pruned by beat (ops.tasks.prune_logs) in batches of RETENTION_BATCH rows,
+# one short transaction each. Never pruned: order calls (trade key or client order id),
+# executions, fills, trade history, proposals and their events, decisions with a proposal.
+RETENTION_MARKET_DATA_CALLS_DAYS = env.int("RETENTION_MARKET_DATA_CALLS_DAYS", default=7)
+RETENTION_LLM_USAGE_DAYS = env.int("RETENTION_LLM_USAGE_DAYS", default=90)
+RETENTION_DECISIONS_DAYS = env.int("RETENTION_DECISIONS_DAYS", default=30)
+RETENTION_DELIVERED_NOTIFICATIONS_DAYS = env.int(
+    "RETENTION_DELIVERED_NOTIFICATIONS_DAYS", default=30
+)
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=1000)
 
 # --- Notifications --------------------------------------------------------------------------
 # Links in notifications point at the approval console under this address.

@@ -1,6 +1,7 @@
 """What the advisor was shown and answered, and what its proposals earned afterwards.
 
-`advisor_decisions`: one row per scan that reached the advisor, with its exact input.
+`advisor_decisions`: one row per scan that reached the advisor, with its exact input (an
+`unchanged` one when the input hash matched the last decision and no call was made).
 `proposal_outcomes`: one row per (proposal, horizon), written once the horizon has passed,
 whatever became of the proposal; the baselines for the same moment and horizon ride along.
 """
@@ -21,6 +22,8 @@ class AdvisorDecision(models.Model):
         PROPOSE = "propose"
         NO_TRADE = "no_trade"
         REJECTED = "rejected"
+        # The snapshot had not materially changed since the user's last decision: no call.
+        UNCHANGED = "unchanged"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="advisor_decisions"
@@ -36,6 +39,9 @@ class AdvisorDecision(models.Model):
     model = models.CharField(max_length=100)
     prompt_version = models.CharField(max_length=40)
     input = models.JSONField()  # the market snapshot, limits and track record, as sent
+    # SHA-256 of the rounded snapshot, limits, model and prompt version (scheduler.advisors
+    # advisor_input_hash): an equal hash on the user's next scan needs no new call.
+    input_hash = models.CharField(max_length=64, blank=True)
     raw_reply = models.TextField(blank=True)
     decision = models.CharField(max_length=10, choices=Decision.choices)
     reason = models.TextField(blank=True)  # why a reply was rejected
@@ -63,7 +69,7 @@ class AdvisorDecision(models.Model):
         db_table = "advisor_decisions"
         constraints = [
             models.CheckConstraint(
-                condition=Q(decision__in=["propose", "no_trade", "rejected"]),
+                condition=Q(decision__in=["propose", "no_trade", "rejected", "unchanged"]),
                 name="advisor_decisions_decision_valid",
                 violation_error_code="DECISION_INVALID",
             ),
@@ -80,6 +86,8 @@ class AdvisorDecision(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="advisor_decisions_user_created"),
+            # The admin's date filter and the retention sweep.
+            models.Index(fields=["created_at"], name="advisor_decisions_created"),
         ]
 
     def __str__(self) -> str:

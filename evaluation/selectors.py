@@ -6,11 +6,36 @@ import json
 
 from django.conf import settings
 
-from evaluation.models import ProposalOutcome
+from evaluation.models import AdvisorDecision, ProposalOutcome
 from evaluation.scorecard import Scored, scorecard_of
 from trading.models import TradeProposal
 
 TRACK_RECORD_PROPOSALS = 20
+
+
+# Decisions an equal snapshot may repeat without a call; after a rejected reply, ask again.
+REPEATABLE_DECISIONS = (
+    AdvisorDecision.Decision.PROPOSE,
+    AdvisorDecision.Decision.NO_TRADE,
+    AdvisorDecision.Decision.UNCHANGED,
+)
+
+
+def advisor_decision_unchanged(*, user_id: int, input_hash: str) -> bool:
+    """True when the user's latest decision was on this very input hash and stands."""
+    if not input_hash:
+        return False
+    latest = (
+        AdvisorDecision.objects.filter(user_id=user_id)
+        .order_by("-created_at")
+        .values("input_hash", "decision")
+        .first()
+    )
+    return (
+        latest is not None
+        and latest["input_hash"] == input_hash
+        and latest["decision"] in REPEATABLE_DECISIONS
+    )
 
 
 def human_decision(*, status: str, decided_at) -> str:

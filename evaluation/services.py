@@ -33,6 +33,7 @@ def advisor_decision_record(
     reason: str = "",
     proposal=None,
     advice=None,
+    input_hash: str = "",
 ) -> AdvisorDecision:
     """One scan's decision as it happened: what the advisor was given, what it answered and
     what came of it. Called inside the proposal's transaction for a proposal."""
@@ -51,6 +52,7 @@ def advisor_decision_record(
         model=advisor.model,
         prompt_version=PROMPT_VERSION,
         input=prompt_input,
+        input_hash=input_hash,
         raw_reply=_text(reply.text) if reply else "",
         decision=decision,
         reason=_text(reason),

@@ -22,6 +22,14 @@ class ExchangeCall(models.Model):
 
     class Meta:
         db_table = "exchange_calls"
+        indexes = [
+            # The retention sweep: calls about no order, oldest first (order calls are kept).
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(client_order_id__isnull=True) & ~models.Q(key_role="trade"),
+                name="exchange_calls_market_data",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status_code or self.error_code}"

@@ -43,6 +43,11 @@ class ReadonlyClient:
         )
 
     @property
+    def base_url(self) -> str:
+        """Which exchange this client reads: part of any shared cache key of its data."""
+        return self._transport.base_url
+
+    @property
     def has_key(self) -> bool:
         return bool(self._transport.api_key)
 

@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from urllib3.exceptions import ConnectTimeoutError
 
+from core.counters import counter_add
 from exchange.call_log import call_log_close, call_log_open
 from exchange.errors import (
     ExchangeError,
@@ -239,7 +240,7 @@ class Transport:
             result = self._parse(response)
         except ExchangeError as error:
             if log_row is not None:
-                call_log_close(log_row, **_call_outcome(response, None, error, started))
+                self._close_log(log_row, method, path_with_query, response, None, error, started)
             elif audit:
                 self._audit(
                     method, path_with_query, body, response, None, error, started, client_order_id
@@ -248,15 +249,33 @@ class Transport:
         except BaseException as error:
             if log_row is not None:  # our own failure: the request may have gone out
                 outcome = _call_outcome(response, None, None, started)
-                call_log_close(log_row, **{**outcome, "error_code": type(error).__name__[:64]})
+                outcome["error_code"] = type(error).__name__[:64]
+                call_log_close(log_row, **outcome)
+                self._count(method, path_with_query, outcome)
             raise
         if log_row is not None:
-            call_log_close(log_row, **_call_outcome(response, result, None, started))
+            self._close_log(log_row, method, path_with_query, response, result, None, started)
         elif audit:
             self._audit(
                 method, path_with_query, body, response, result, None, started, client_order_id
             )
         return result
+
+    def _close_log(self, log_row, method, path, response, result, error, started) -> None:
+        outcome = _call_outcome(response, result, error, started)
+        call_log_close(log_row, **outcome)
+        self._count(method, path, outcome)
+
+    def _count(self, method: str, path: str, outcome: dict) -> None:
+        """Every audited call in the shared counters /metrics reads."""
+        status = outcome["status_code"]
+        exchange_call_count(
+            key_role=self.key_role,
+            method=method,
+            endpoint=f"{self.path_prefix}{path}".split("?", 1)[0],
+            status=str(status) if status is not None else (outcome["error_code"] or "none"),
+            latency_ms=outcome["latency_ms"],
+        )
 
     def _call_log_open(self, method, path, body, client_order_id) -> int:
         try:
@@ -406,6 +425,23 @@ class Transport:
                 )
         except Exception:
             logger.exception("could not write the exchange call log for %s %s", method, path)
+        self._count(method, path, outcome)
+
+
+# Bounds of the exchange-call latency histogram, in seconds (/metrics).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def exchange_call_count(
+    *, key_role: str, method: str, endpoint: str, status: str, latency_ms: int
+) -> None:
+    """The call in the shared counters /metrics reads: by outcome, and its latency's bucket
+    (the first bound it is within; /metrics adds them up into the cumulative histogram)."""
+    counter_add("exchange_calls", labels=(key_role, method, endpoint, status))
+    bucket = next((str(b) for b in LATENCY_BUCKETS if latency_ms <= b * 1000), "+Inf")
+    counter_add("exchange_call_latency_bucket", labels=(key_role, bucket))
+    counter_add("exchange_call_latency_count", labels=(key_role,))
+    counter_add("exchange_call_latency_ms_sum", latency_ms, labels=(key_role,))
 
 
 def _call_outcome(response, result, error, started) -> dict:

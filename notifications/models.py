@@ -141,6 +141,13 @@ class NotificationDelivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="notification_deliveries_user"),
+            # The admin's date filter; the retention sweep of delivered rows.
+            models.Index(fields=["created_at"], name="notification_deliv_created"),
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(status="DELIVERED"),
+                name="notification_deliv_done",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,8 +1,8 @@
 """/healthz and /metrics.
 
-Metrics are read at scrape time from the database (and, for the few events no table
-records, from counters shared in the cache), so every process (web, workers, beat) is
-counted the same way, with no per-process counters to merge.
+Metrics are counters every process adds to as the work happens (core.counters, shared in
+the cache) and a few gauges over small indexed sets, so a scrape's cost does not grow with
+history and every process (web, workers, beat) is counted the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Q
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from kombu import Connection
@@ -18,13 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from budget.models import GptUsageLog
-from core.counters import COUNTERS, counter_values
+from core.counters import COUNTERS, counter_series, counter_values
 from core.scoping import system_scope_view
-from exchange.models import ExchangeCall
-from exchange.transport import clock_offset_known, rate_limit_role_key
+from exchange.transport import LATENCY_BUCKETS, clock_offset_known, rate_limit_role_key
 from ops.report import holdings_balances, market_price
 from scheduler.models import ScanJob
-from trading.models import ProposalEvent, TradeExecution
+from trading.models import TradeExecution
 
 
 def healthz(request):
@@ -51,40 +50,15 @@ def healthz(request):
     )
 
 
-# Buckets of the exchange-call latency histogram, in seconds.
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 KEY_ROLES = ("public", "readonly", "trade")
-
-# The codes of refused preflights, one row per code per refusal (PostgreSQL, SQLite).
-PREFLIGHT_REJECTIONS_SQL = {
-    "postgresql": (
-        "SELECT code, COUNT(*) FROM trade_proposal_events e "
-        "CROSS JOIN LATERAL jsonb_array_elements_text(e.data->'failed_codes') AS code "
-        "WHERE e.kind = %s GROUP BY code"
-    ),
-    "sqlite": (
-        "SELECT j.value, COUNT(*) FROM trade_proposal_events e, "
-        "json_each(e.data, '$.failed_codes') j WHERE e.kind = %s GROUP BY j.value"
-    ),
-}
-# Exchange calls by endpoint: the path without its query (which carries order ids).
-EXCHANGE_CALLS_SQL = {
-    "postgresql": "split_part(path, '?', 1)",
-    "sqlite": "CASE WHEN instr(path, '?') > 0 THEN substr(path, 1, instr(path, '?') - 1) "
-    "ELSE path END",
-}
-
-
-def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+LIVE = (TradeExecution.Status.CLAIMED, TradeExecution.Status.SUBMITTING)
 
 
 class DatabaseCollector:
-    """Gauges and counters computed from the tables that are the source of truth, plus the
-    shared rate-limit state and event counters in the cache. Nothing is held per process, so
-    any web process answers for all of them."""
+    """Counters added to as the work happens (core.counters, shared in the cache) and gauges
+    read from small indexed sets (in-flight executions and calls, scan jobs): a scrape costs
+    the same with a thousand rows of history or a hundred million, and what retention prunes
+    is still counted. Nothing is held per process, so any web process answers for all."""
 
     def collect(self):
         yield from self._executions()
@@ -97,12 +71,23 @@ class DatabaseCollector:
     def _executions(self):
         executions = GaugeMetricFamily(
             "oracle_executions",
-            "Executions by status and error code",
+            "Executions in flight (CLAIMED, SUBMITTING) by status and error code",
             labels=["status", "error_code"],
         )
-        for row in TradeExecution.objects.values("status", "error_code").annotate(n=Count("id")):
+        # The few live rows, through the partial index trade_executions_live.
+        live = TradeExecution.objects.filter(status__in=LIVE)
+        for row in live.values("status", "error_code").annotate(n=Count("id")):
             executions.add_metric([row["status"], row["error_code"]], row["n"])
         yield executions
+
+        ended = CounterMetricFamily(
+            "oracle_executions_ended",
+            "Executions that ended (SUBMITTED, FAILED), by status and error code",
+            labels=["status", "error_code"],
+        )
+        for labels, n in counter_series("executions_ended").items():
+            ended.add_metric(list(labels), n)
+        yield ended
 
         oldest = TradeExecution.objects.filter(status=TradeExecution.Status.SUBMITTING).aggregate(
             oldest=Min("submitting_at")
@@ -119,8 +104,7 @@ class DatabaseCollector:
             "Preflight rules that refused an execute, by code",
             labels=["code"],
         )
-        sql = PREFLIGHT_REJECTIONS_SQL[connection.vendor]
-        for code, n in _rows(sql, [ProposalEvent.Kind.PREFLIGHT_FAILED]):
+        for (code,), n in counter_series("preflight_rejections").items():
             rejections.add_metric([code], n)
         yield rejections
 
@@ -131,14 +115,8 @@ class DatabaseCollector:
             "status is the HTTP status, or the error code when no answer came",
             labels=["key_role", "method", "endpoint", "status"],
         )
-        endpoint = EXCHANGE_CALLS_SQL[connection.vendor]
-        sql = (
-            f"SELECT key_role, method, {endpoint}, "  # noqa: S608 - fixed SQL per vendor
-            "COALESCE(CAST(status_code AS TEXT), NULLIF(error_code, ''), 'none'), COUNT(*) "
-            "FROM exchange_calls GROUP BY 1, 2, 3, 4"
-        )
-        for role, method, path, status, n in _rows(sql, []):
-            calls.add_metric([role, method, path, status], n)
+        for labels, n in counter_series("exchange_calls").items():
+            calls.add_metric(list(labels), n)
         yield calls
 
         latency = HistogramMetricFamily(
@@ -146,18 +124,16 @@ class DatabaseCollector:
             "Latency of audited exchange calls",
             labels=["key_role"],
         )
-        buckets = {
-            f"le_{i}": Count("id", filter=Q(latency_ms__lte=bound * 1000))
-            for i, bound in enumerate(LATENCY_BUCKETS)
-        }
-        rows = ExchangeCall.objects.values("key_role").annotate(
-            n=Count("id"), total_ms=Sum("latency_ms"), **buckets
-        )
-        for row in rows:
-            cumulative = [
-                (str(bound), row[f"le_{i}"]) for i, bound in enumerate(LATENCY_BUCKETS)
-            ] + [("+Inf", row["n"])]
-            latency.add_metric([row["key_role"]], cumulative, (row["total_ms"] or 0) / 1000)
+        in_bucket = counter_series("exchange_call_latency_bucket")
+        counts = counter_series("exchange_call_latency_count")
+        sums = counter_series("exchange_call_latency_ms_sum")
+        for (role,), total in sorted(counts.items()):
+            cumulative, running = [], 0
+            for bound in LATENCY_BUCKETS:
+                running += in_bucket.get((role, str(bound)), 0)
+                cumulative.append((str(bound), running))
+            cumulative.append(("+Inf", total))
+            latency.add_metric([role], cumulative, sums.get((role,), 0) / 1000)
         yield latency
 
         remaining = GaugeMetricFamily(
@@ -217,36 +193,37 @@ class DatabaseCollector:
     def _llm(self):
         calls = CounterMetricFamily(
             "oracle_llm_calls",
-            "LLM calls by outcome (RESERVED: in flight; REFUSED: turned down by the budget)",
+            "LLM calls by outcome once known (SUCCEEDED, FAILED; REFUSED: turned down by the "
+            "budget)",
             labels=["status", "model"],
         )
+        for labels, n in counter_series("llm_calls").items():
+            calls.add_metric(list(labels), n)
+        yield calls
+
         tokens = CounterMetricFamily(
             "oracle_llm_tokens", "LLM tokens used, as reported", labels=["kind", "model"]
         )
-        rows = GptUsageLog.objects.values("status", "model").annotate(
-            n=Count("id"),
-            prompt=Sum("prompt_tokens", default=0),
-            completion=Sum("completion_tokens", default=0),
-        )
-        used: dict[tuple[str, str], int] = {}
-        for row in rows:
-            calls.add_metric([row["status"], row["model"]], row["n"])
-            for kind in ("prompt", "completion"):
-                key = (kind, row["model"])
-                used[key] = used.get(key, 0) + row[kind]
-        for (kind, model), n in used.items():
-            tokens.add_metric([kind, model], n)
-        yield calls
+        for labels, n in counter_series("llm_tokens").items():
+            tokens.add_metric(list(labels), n)
         yield tokens
+
+        # The few open reservations, read through the partial index gpt_usage_log_reserved.
+        in_flight = GaugeMetricFamily(
+            "oracle_llm_calls_in_flight", "LLM calls admitted and not closed yet (RESERVED)"
+        )
+        in_flight.add_metric(
+            [], GptUsageLog.objects.filter(status=GptUsageLog.Status.RESERVED).count()
+        )
+        yield in_flight
 
         refusals = CounterMetricFamily(
             "oracle_llm_budget_refusals",
             "LLM calls the budget refused, by code",
             labels=["code"],
         )
-        refused = GptUsageLog.objects.filter(status=GptUsageLog.Status.REFUSED)
-        for row in refused.values("error").annotate(n=Count("id")):
-            refusals.add_metric([row["error"]], row["n"])
+        for (code,), n in counter_series("llm_budget_refusals").items():
+            refusals.add_metric([code], n)
         yield refusals
 
     def _holdings(self):

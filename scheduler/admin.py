@@ -1,12 +1,13 @@
 from django.contrib import admin
 
+from core.admin import ScaledAdmin
 from scheduler.services import scan_job_lease_break
 
 from .models import ScanJob
 
 
 @admin.register(ScanJob)
-class ScanJobAdmin(admin.ModelAdmin):
+class ScanJobAdmin(ScaledAdmin):
     list_display = (
         "id",
         "user",

@@ -6,6 +6,7 @@ text to a proposal, so the offline rules and the LLM are held to the same checks
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -159,6 +160,35 @@ def advisor_input(*, snapshot: dict, limits: dict, track_record: list) -> dict:
     return json.loads(
         _as_json({"markets": snapshot, "limits": limits, "track_record": list(track_record)})
     )
+
+
+def _rounded(value, digits: int):
+    """Numbers to `digits` significant digits, recursively, so noise below that is ignored."""
+    if isinstance(value, dict):
+        return {key: _rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item, digits) for item in value]
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return value
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite() or number == 0:
+        return str(number)
+    return str(number.quantize(Decimal(1).scaleb(number.adjusted() - digits + 1)).normalize())
+
+
+def advisor_input_hash(*, snapshot: dict, limits: dict, model: str, digits: int) -> str:
+    """SHA-256 of what would make the advisor answer differently: the snapshot rounded to
+    `digits` significant digits, the limits, the model and the prompt version. The track
+    record is left out: it moves only as outcomes are scored. Empty when `digits` is 0."""
+    if digits <= 0:
+        return ""
+    material = {
+        "markets": _rounded(snapshot, digits),
+        "limits": _rounded(limits, digits),
+        "model": model,
+        "prompt_version": PROMPT_VERSION,
+    }
+    return hashlib.sha256(_as_json(material).encode()).hexdigest()
 
 
 def advice_parse(*, text: str | None, markets: list[str]) -> Advice | None:

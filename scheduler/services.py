@@ -31,11 +31,18 @@ from core.counters import counter_add
 from core.errors import DomainError
 from core.logs import log_event
 from evaluation.models import AdvisorDecision
-from evaluation.selectors import advisor_track_record
+from evaluation.selectors import advisor_decision_unchanged, advisor_track_record
 from evaluation.services import advisor_decision_record
 from exchange.readonly import ReadonlyClient
 from notifications.services import Event, notification_enqueue
-from scheduler.advisors import Advice, advice_parse, advisor_get, advisor_input, advisor_limits
+from scheduler.advisors import (
+    Advice,
+    advice_parse,
+    advisor_get,
+    advisor_input,
+    advisor_input_hash,
+    advisor_limits,
+)
 from scheduler.errors import (
     AdvisorOutputInvalid,
     ScanError,
@@ -293,6 +300,7 @@ class ScanOutcome:
     PROPOSED = "PROPOSED"
     NO_TRADE = "NO_TRADE"
     NO_MARKETS = "NO_MARKETS"
+    UNCHANGED = "UNCHANGED"
     BUDGET_REFUSED = "BUDGET_REFUSED"
     OUTPUT_REJECTED = "OUTPUT_REJECTED"
     FAILED = "FAILED"
@@ -327,7 +335,9 @@ def scan_job_run(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
         job_id=job_id,
         lock_token=token,
         succeeded=not outcome.failed,
-        error="" if outcome.status in (outcome.PROPOSED, outcome.NO_TRADE) else outcome.detail,
+        error=""
+        if outcome.status in (outcome.PROPOSED, outcome.NO_TRADE, outcome.UNCHANGED)
+        else outcome.detail,
     )
     log_event(
         logger,
@@ -376,11 +386,23 @@ def _scan(*, job_id: int, lock_token: uuid.UUID) -> ScanOutcome:
     if not_now:
         limits["markets_not_tradable_now"] = not_now
     track_record = advisor_track_record(user_id=job.user_id, model=advisor.model, markets=markets)
+    input_hash = advisor_input_hash(
+        snapshot=snapshot,
+        limits=limits,
+        model=advisor.model,
+        digits=settings.SCAN_UNCHANGED_DIGITS,
+    )
     decided = _decision_recorder(
         job=job,
         advisor=advisor,
         prompt_input=advisor_input(snapshot=snapshot, limits=limits, track_record=track_record),
+        input_hash=input_hash,
     )
+    # Nothing material moved since the user's last answer: record it, spend nothing.
+    if advisor_decision_unchanged(user_id=job.user_id, input_hash=input_hash):
+        decided(AdvisorDecision.Decision.UNCHANGED)
+        counter_add("llm_calls_skipped_unchanged")
+        return ScanOutcome(job_id, ScanOutcome.UNCHANGED, "SNAPSHOT_UNCHANGED")
     try:
         usage = budget_admit(
             user_id=job.user_id,
@@ -492,7 +514,7 @@ def _advisor_error_text(error: Exception) -> str:
     return f"ADVISOR_CRASHED: {error!r}"
 
 
-def _decision_recorder(*, job: ScanJob, advisor, prompt_input: dict):
+def _decision_recorder(*, job: ScanJob, advisor, prompt_input: dict, input_hash: str = ""):
     """Records this scan's advisor decision: one call per scan that reached the advisor."""
 
     def decided(decision: str, *, reply=None, reason: str = "", proposal=None, advice=None):
@@ -506,6 +528,7 @@ def _decision_recorder(*, job: ScanJob, advisor, prompt_input: dict):
             reason=reason,
             proposal=proposal,
             advice=advice,
+            input_hash=input_hash,
         )
 
     return decided

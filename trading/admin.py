@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin, ScaledAdmin
 from core.errors import DomainError
 from trading import selectors, services
 from trading.decision import chart_data, decision_state, proposal_decision
@@ -37,7 +37,7 @@ from trading.preflight import preflight_preview
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ScaledAdmin):
     list_display = ("user", *Policy.SNAPSHOT_FIELDS)
     list_filter = ("trading_enabled",)
     list_select_related = ("user",)
@@ -64,7 +64,7 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(EmergencyStop)
-class EmergencyStopAdmin(admin.ModelAdmin):
+class EmergencyStopAdmin(ScaledAdmin):
     list_display = ("__str__", "reason", "changed_by", "changed_at")
     readonly_fields = ("changed_by", "changed_at")
     fields = ("active", "reason", "changed_by", "changed_at")
@@ -106,7 +106,7 @@ class OverrideForm(forms.Form):
 
 
 @admin.register(TradeProposal)
-class TradeProposalAdmin(admin.ModelAdmin):
+class TradeProposalAdmin(ScaledAdmin):
     list_display = (
         "id",
         "user",

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from core.counters import counter_add
 from core.logs import log_event
 from core.scoping import scope_system
 from exchange.errors import never_reached_engine
@@ -165,6 +166,12 @@ def claim_withdraw(*, execution: TradeExecution) -> bool:
     return deleted > 0
 
 
+def _rejections_count(codes: list[str]) -> None:
+    # Counted once the refusal is committed: a rolled-back one did not happen.
+    for code in codes:
+        counter_add("preflight_rejections", labels=(code,))
+
+
 def preflight_refusal_record(*, proposal_id: int, user_id: int, preflight: dict) -> None:
     """The refusal in the proposal's audit trail, in the caller's transaction, and the log."""
     ProposalEvent.objects.create(
@@ -174,6 +181,7 @@ def preflight_refusal_record(*, proposal_id: int, user_id: int, preflight: dict)
         kind=ProposalEvent.Kind.PREFLIGHT_FAILED,
         data=preflight,
     )
+    transaction.on_commit(lambda: _rejections_count(list(preflight["failed_codes"])))
     log_event(
         logger,
         "preflight.refused",

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.counters import counter_add
 from core.logs import log_event
 from exchange.fills import order_fills
 from notifications.services import Event, notification_enqueue
@@ -70,6 +71,7 @@ def execution_finish(
         )
     for name, value in fields.items():
         setattr(execution, name, value)
+    _ended_count(execution)
     execution_log(
         f"execution.{to_status.lower()}",
         execution,
@@ -108,6 +110,7 @@ def execution_finish_order(
         )
     for name, value in fields.items():
         setattr(execution, name, value)
+    _ended_count(execution)
     succeeded = fields["status"] == Status.SUBMITTED
     execution_log(
         f"execution.{fields['status'].lower()}",
@@ -118,6 +121,11 @@ def execution_finish_order(
         partially_filled=fields["partially_filled"],
     )
     return True
+
+
+def _ended_count(execution: TradeExecution) -> None:
+    # For /metrics, once committed: the ended executions are counted, not re-counted per scrape.
+    counter_add("executions_ended", labels=(execution.status, execution.error_code))
 
 
 def execution_fail(execution: TradeExecution, *, from_status: str, code: str, message: str, **kw):

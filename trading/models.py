@@ -363,6 +363,9 @@ class TradeProposal(models.Model):
             models.Index(
                 fields=["user", "status", "-created_at"], name="trade_proposals_user_status"
             ),
+            # A user's proposals newest first (the API list), and everyone's (the admin list).
+            models.Index(fields=["user", "-created_at"], name="trade_proposals_user_created"),
+            models.Index(fields=["-created_at"], name="trade_proposals_created"),
         ]
         permissions = [
             ("approve_proposal", "Can approve or reject trade proposals"),
@@ -536,6 +539,12 @@ class TradeExecution(models.Model):
             models.Index(fields=["user", "-claimed_at"], name="trade_executions_user_claimed"),
             # The balance recheck: everything claimed since the last balance snapshot.
             models.Index(fields=["claimed_at"], name="trade_executions_claimed"),
+            # /metrics: the executions in flight, a handful whatever the history.
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=["CLAIMED", "SUBMITTING"]),
+                name="trade_executions_live",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -138,5 +138,6 @@ class SimulatorControl:
 
     def state(self) -> dict:
         """Pending faults and fill modes, the number of orders (and of orders not yet showing
-        their final state), 429 answers given, and the balances."""
+        their final state), 429 answers given, API requests and the weight they charged
+        since the last reset, and the balances."""
         return self._call("GET", "state")

@@ -497,6 +497,8 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                     "pending_orders": len(state.pending),
                     "orders": len(state.orders),
                     "answered_429": state.answered_429,
+                    "requests": state.requests,
+                    "weight_charged": state.weight_charged,
                     "balances": {
                         asset: {"available": _s(available), "inOrder": _s(in_order)}
                         for asset, (available, in_order) in state.balances.items()

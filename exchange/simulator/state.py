@@ -195,6 +195,9 @@ class SimulatorState:
             self.rate: dict[str, RateWindow] = {}
             self.rate_limit = RATE_LIMIT_PER_MINUTE
             self.answered_429 = 0
+            # Every API request that reached the rate limiter, and the weight it charged.
+            self.requests = 0
+            self.weight_charged = 0
             # Lenient like Bitvavo (it accepts the official SDK's re-spaced bodies); strict
             # accepts only a signature over the exact bytes received.
             self.strict_signing = False
@@ -299,6 +302,8 @@ class SimulatorState:
         with self.lock:
             current = self.server_time_ms()
             window = self.rate.setdefault(bucket, RateWindow())
+            self.requests += 1
+            self.weight_charged += weight
             if window.banned_until_ms > current:
                 self.answered_429 += 1
                 raise SimulatorError(

@@ -80,3 +80,41 @@ def test_a_changelist_runs_the_same_queries_for_2_rows_and_for_20(
     add_rows(18)
     with django_assert_max_num_queries(with_two):
         client.get(url)
+
+
+def _unbounded(sql: str) -> bool:
+    """A count or a distinct with no LIMIT anywhere in it reads the whole table."""
+    upper = sql.upper()
+    return ("COUNT(" in upper or "SELECT DISTINCT" in upper) and "LIMIT" not in upper
+
+
+@pytest.mark.parametrize("name", CHANGELISTS)
+def test_a_changelist_never_counts_or_lists_distinct_values_over_the_whole_table(
+    client, name, settings
+):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    add_rows(3)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get(reverse(name))
+    assert page.status_code == 200
+    assert "total)" not in page.content.decode(), "no full result count"
+    unbounded = [q["sql"] for q in captured if _unbounded(q["sql"])]
+    assert unbounded == []
+
+
+def test_the_capped_pager_stops_counting_at_its_cap(client, settings, monkeypatch):
+    monkeypatch.setattr("core.admin.LIST_COUNT_CAP", 3)
+    monkeypatch.setattr(admin.site._registry[ExchangeCall], "list_per_page", 2)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    for _ in range(5):
+        ExchangeCall.objects.create(key_role="readonly", method="GET", path="/x", latency_ms=1)
+    url = reverse("admin:exchange_exchangecall_changelist")
+
+    first = client.get(url)
+    assert first.context["cl"].result_count == 3
+    assert first.context["cl"].paginator.num_pages == 2
+    assert len(first.context["cl"].result_list) == 2
+    last = client.get(url, {"p": 2})
+    assert len(last.context["cl"].result_list) == 1  # the third row: where counting stopped

@@ -31,6 +31,7 @@ def test_the_read_only_client_has_no_order_method():
         "candles",
         "balance",
         "has_key",
+        "base_url",
     }
     assert not public_methods(ReadonlyClient) & public_methods(TradeClient)
     assert ReadonlyClient.__mro__ == (ReadonlyClient, object), "nothing inherited"

@@ -14,13 +14,14 @@ from exchange.orders import TradeClient
 from scheduler.errors import ScanJobLocked
 from scheduler.models import ScanJob
 from scheduler.services import scan_job_claim, scan_jobs_claim_due, scan_jobs_release_expired
-from tests.factories import ProposalEventFactory, ScanJobFactory, TradeExecutionFactory
-from trading.models import ProposalEvent
+from tests.factories import ScanJobFactory, TradeExecutionFactory, TradeProposalFactory
+from trading.claim import preflight_refusal_record
 
 pytestmark = pytest.mark.django_db
 
 FAMILIES = {
     "oracle_executions",
+    "oracle_executions_ended",
     "oracle_submitting_oldest_age_seconds",
     "oracle_preflight_rejections",
     "oracle_exchange_calls",
@@ -36,6 +37,8 @@ FAMILIES = {
     "oracle_llm_budget_refusals",
     "oracle_holdings_difference",
     "oracle_holdings_alert",
+    "oracle_llm_calls_in_flight",
+    "oracle_llm_calls_skipped_unchanged",
 }
 
 
@@ -68,16 +71,30 @@ def test_submitting_age_follows_the_oldest_submitting_execution(client):
     assert value(scrape(client), "oracle_executions", status="SUBMITTING", error_code="") == 1
 
 
-def test_preflight_rejections_are_counted_by_code(client):
-    refused = {"failed_codes": ["COOLDOWN_ACTIVE", "HOURLY_CAP_REACHED"]}
-    ProposalEventFactory(kind=ProposalEvent.Kind.PREFLIGHT_FAILED, data=refused)
-    ProposalEventFactory(
-        kind=ProposalEvent.Kind.PREFLIGHT_FAILED, data={"failed_codes": ["COOLDOWN_ACTIVE"]}
-    )
-    ProposalEventFactory(kind=ProposalEvent.Kind.APPROVED, data=refused)  # not a refusal
+def test_preflight_rejections_are_counted_by_code_once_committed(
+    client, django_capture_on_commit_callbacks
+):
+    proposal = TradeProposalFactory()
+    before = scrape(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        for codes in (["COOLDOWN_ACTIVE", "HOURLY_CAP_REACHED"], ["COOLDOWN_ACTIVE"]):
+            preflight_refusal_record(
+                proposal_id=proposal.pk, user_id=proposal.user_id, preflight={"failed_codes": codes}
+            )
+    with django_capture_on_commit_callbacks(execute=False):  # rolled back: never committed
+        preflight_refusal_record(
+            proposal_id=proposal.pk,
+            user_id=proposal.user_id,
+            preflight={"failed_codes": ["HOURLY_CAP_REACHED"]},
+        )
     samples = scrape(client)
-    assert value(samples, "oracle_preflight_rejections_total", code="COOLDOWN_ACTIVE") == 2
-    assert value(samples, "oracle_preflight_rejections_total", code="HOURLY_CAP_REACHED") == 1
+
+    def grew(code):
+        name = "oracle_preflight_rejections_total"
+        return value(samples, name, code=code) - value(before, name, code=code)
+
+    assert grew("COOLDOWN_ACTIVE") == 2
+    assert grew("HOURLY_CAP_REACHED") == 1
 
 
 def test_exchange_calls_latency_and_rate_limit_come_from_real_calls(client, exchange):
@@ -134,6 +151,7 @@ def test_scan_claims_contention_and_expired_leases(client):
 def test_llm_calls_tokens_and_budget_refusals(client, django_user_model):
     user = django_user_model.objects.create(username="llm-metrics")
     admit = {"user_id": user.pk, "model": "m-1", "reason": "scan", "tokens_estimate": 10}
+    before = scrape(client)
     usage = budget_admit(daily_limit=1, hourly_limit=1, **admit)
     in_flight = scrape(client)
     budget_close(usage_id=usage.pk, status="SUCCEEDED", prompt_tokens=321, completion_tokens=45)
@@ -141,10 +159,13 @@ def test_llm_calls_tokens_and_budget_refusals(client, django_user_model):
         budget_admit(daily_limit=1, hourly_limit=1, **admit)
     samples = scrape(client)
 
-    assert value(in_flight, "oracle_llm_calls_total", status="RESERVED", model="m-1") == 1
-    assert value(samples, "oracle_llm_calls_total", status="RESERVED", model="m-1") == 0
-    assert value(samples, "oracle_llm_calls_total", status="SUCCEEDED", model="m-1") == 1
-    assert value(samples, "oracle_llm_calls_total", status="REFUSED", model="m-1") == 1
-    assert value(samples, "oracle_llm_tokens_total", kind="prompt", model="m-1") == 321
-    assert value(samples, "oracle_llm_tokens_total", kind="completion", model="m-1") == 45
-    assert value(samples, "oracle_llm_budget_refusals_total", code="DAILY_BUDGET_EXHAUSTED") == 1
+    def grew(name, **labels):
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    assert value(in_flight, "oracle_llm_calls_in_flight") == 1
+    assert value(samples, "oracle_llm_calls_in_flight") == 0
+    assert grew("oracle_llm_calls_total", status="SUCCEEDED", model="m-1") == 1
+    assert grew("oracle_llm_calls_total", status="REFUSED", model="m-1") == 1
+    assert grew("oracle_llm_tokens_total", kind="prompt", model="m-1") == 321
+    assert grew("oracle_llm_tokens_total", kind="completion", model="m-1") == 45
+    assert grew("oracle_llm_budget_refusals_total", code="DAILY_BUDGET_EXHAUSTED") == 1

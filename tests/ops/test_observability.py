@@ -1,6 +1,8 @@
 import pytest
+from django.core.cache import cache
 
 from tests.factories import TradeExecutionFactory
+from trading.finish import execution_fail
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +21,19 @@ def test_healthz_is_unhealthy_without_a_broker(client, settings):
     assert response.json()["broker"].startswith("error")
 
 
-def test_metrics_count_executions_by_status(client):
+def test_metrics_count_executions_in_flight_and_ended(client):
+    cache.clear()  # the counters of earlier tests
     TradeExecutionFactory()
-    TradeExecutionFactory(status="FAILED", error_code="EXCHANGE_INSUFFICIENT_BALANCE")
-    body = client.get("/metrics").content.decode()
-    assert 'oracle_executions{error_code="",status="CLAIMED"} 1.0' in body
-    assert (
-        'oracle_executions{error_code="EXCHANGE_INSUFFICIENT_BALANCE",status="FAILED"} 1.0' in body
+    ending = TradeExecutionFactory()
+    before = client.get("/metrics").content.decode()
+    assert execution_fail(
+        ending, from_status="CLAIMED", code="EXCHANGE_INSUFFICIENT_BALANCE", message="No EUR."
     )
+    body = client.get("/metrics").content.decode()
+    assert 'oracle_executions{error_code="",status="CLAIMED"} 2.0' in before
+    assert 'oracle_executions{error_code="",status="CLAIMED"} 1.0' in body
+    ended = (
+        'oracle_executions_ended_total{error_code="EXCHANGE_INSUFFICIENT_BALANCE",status="FAILED"}'
+    )
+    assert f"{ended} 1.0" in body and ended not in before
     assert "oracle_submitting_oldest_age_seconds 0.0" in body

@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from budget.models import GptUsageLog
 from config.celery import app
+from evaluation.models import AdvisorDecision
 from scheduler.models import ScanJob
 from tests.factories import PolicyFactory, ScanJobFactory
 from tests.workers import celery_beat, celery_worker, wait_for
@@ -39,8 +39,9 @@ def test_setup_periodic_tasks_upserts_by_name_and_keeps_history(capsys):
         "trading.tasks.expire_proposals",
         "trading.tasks.reconcile_submitting_executions",
         "evaluation.tasks.score_proposals",
+        "ops.tasks.prune_logs",
     }
-    assert PeriodicTask.objects.count() == 9
+    assert PeriodicTask.objects.count() == 10
     assert "updated: scheduler: dispatch due scans every 30s" in capsys.readouterr().out
 
 
@@ -64,7 +65,8 @@ def test_two_beats_and_two_workers_run_each_job_once_per_interval(market_data):
     beat_env = {**NO_KEYS, "ORACLE_ROLE": "beat"}
 
     def runs():
-        return Counter(GptUsageLog.objects.values_list("scan_job_id", flat=True))
+        # One decision per scan (the jobs read the same markets, so most are `unchanged`).
+        return Counter(AdvisorDecision.objects.values_list("scan_job_id", flat=True))
 
     def dispatches(beat):
         return beat.log().count("scheduler.tasks.dispatch_due_scans")
@@ -100,9 +102,11 @@ def test_two_beats_and_two_workers_run_each_job_once_per_interval(market_data):
 
     for name in ("beat a", "beat b"):
         assert logs[name].count("scheduler.tasks.dispatch_due_scans") >= 10, name
+    RAN_STATUSES = ("PROPOSED", "NO_TRADE", "DUPLICATE", "UNCHANGED")
     finished = [
-        # A job whose advice is already pending stores nothing new (DUPLICATE): it still ran.
-        sum(log.count(f"'status': '{status}'") for status in ("PROPOSED", "NO_TRADE", "DUPLICATE"))
+        # A job whose advice is already pending (DUPLICATE) or whose market did not move
+        # (UNCHANGED) stores nothing new: it still ran.
+        sum(log.count(f"'status': '{status}'") for status in RAN_STATUSES)
         for name, log in logs.items()
         if name.startswith("worker")
     ]

@@ -28,6 +28,8 @@ PERIODIC_TASKS = [
     ("evaluation: score proposals", "evaluation.tasks.score_proposals", 300),
     # Today's portfolio value per user; the day's row is replaced, so it ends as its close.
     ("portfolio: snapshot values", "portfolio.tasks.snapshot_portfolios", 3600),
+    # High-volume logs past their retention (RETENTION_*), deleted in short batches.
+    ("ops: prune logs past retention", "ops.tasks.prune_logs", 600),
 ]
 
 DAILY_TASKS = [
