@@ -26,6 +26,7 @@ urlpatterns = [
     path("", include("ops.urls")),
     path("", include("evaluation.urls")),
     path("", include("portfolio.urls")),
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

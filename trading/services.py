@@ -12,6 +12,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts.audit import audit_record
+from accounts.models import AuditEntry
 from core.text import unstorable_text_field
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
@@ -182,6 +184,13 @@ def proposal_approve(*, proposal: TradeProposal, actor) -> TradeProposal:
     ProposalEvent.objects.create(
         proposal=proposal, user_id=proposal.user_id, actor=actor, kind=ProposalEvent.Kind.APPROVED
     )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.PROPOSAL_APPROVE,
+        subject=f"proposal #{proposal.pk}",
+        before={"status": TradeProposal.Status.PENDING},
+        after={"status": proposal.status},
+    )
     return proposal
 
 
@@ -190,6 +199,7 @@ def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProp
     reason = (reason or "").strip()
     if not reason:
         raise ProposalInvalid("A rejection needs a reason.", code="REASON_REQUIRED")
+    before = {"status": proposal.status}
     proposal = _proposal_transition(
         proposal_id=proposal.pk,
         user=actor,
@@ -208,6 +218,13 @@ def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProp
         kind=ProposalEvent.Kind.REJECTED,
         data={"reason": reason},
     )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.PROPOSAL_REJECT,
+        subject=f"proposal #{proposal.pk}",
+        before=before,
+        after={"status": proposal.status, "reason": reason},
+    )
     return proposal
 
 
@@ -221,6 +238,7 @@ def proposal_override_set(
         raise ProposalInvalid("An override needs a reason.", code="REASON_REQUIRED")
     if not (cooldown or anti_flip):
         raise ProposalInvalid("Choose the rule to override.", code="OVERRIDE_EMPTY")
+    before = {"cooldown": proposal.override_cooldown, "anti_flip": proposal.override_anti_flip}
     proposal = _proposal_transition(
         proposal_id=proposal.pk,
         user=actor,
@@ -239,6 +257,13 @@ def proposal_override_set(
         actor=actor,
         kind=ProposalEvent.Kind.OVERRIDE_SET,
         data={"cooldown": cooldown, "anti_flip": anti_flip, "reason": reason},
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.OVERRIDE_SET,
+        subject=f"proposal #{proposal.pk}",
+        before=before,
+        after={"cooldown": cooldown, "anti_flip": anti_flip, "reason": reason},
     )
     return proposal
 
@@ -275,6 +300,7 @@ def proposals_expire() -> int:
 def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencyStop:
     stop = EmergencyStop.objects.select_for_update().get(pk=EmergencyStop.SINGLETON_ID)
     flipped = stop.active != active
+    before = {"active": stop.active, "reason": stop.reason}
     stop.active, stop.reason, stop.changed_by, stop.changed_at = (
         active,
         reason,
@@ -282,6 +308,13 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
         timezone.now(),
     )
     stop.save()
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.EMERGENCY_STOP,
+        subject="emergency stop",
+        before=before,
+        after={"active": active, "reason": reason},
+    )
     if flipped:
         # Every user with notifications hears of it (user_id None).
         notification_enqueue(
@@ -320,6 +353,7 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
     with transaction.atomic():
         policy = _policy_lock(user=user)
         was_enabled = policy.trading_enabled
+        before = {name: getattr(policy, name) for name in changes}
         for name, value in changes.items():
             setattr(policy, name, value)
         try:
@@ -332,6 +366,13 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
                 extra={"fields": error.message_dict},
             ) from None
         policy.save()
+        audit_record(
+            actor=actor or user,
+            action=AuditEntry.Action.POLICY_CHANGE,
+            subject=f"policy of {user.get_username()}",
+            before=before,
+            after={name: getattr(policy, name) for name in changes},
+        )
         if policy.trading_enabled != was_enabled:
             kill_switch_notify(policy=policy, actor=actor or user)
     return policy
@@ -343,6 +384,13 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
     flipped = policy.trading_enabled != enabled
     policy.trading_enabled = enabled
     policy.save(update_fields=["trading_enabled", "updated_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.KILL_SWITCH,
+        subject=f"policy of {user.get_username()}",
+        before={"trading_enabled": not enabled if flipped else enabled},
+        after={"trading_enabled": enabled},
+    )
     if flipped:
         kill_switch_notify(policy=policy, actor=actor)
     return policy
