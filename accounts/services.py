@@ -95,17 +95,25 @@ def two_factor_session_verified(*, request, device) -> None:
     request.session[VERIFIED_AT_SESSION_KEY] = int(time.time())
 
 
+TOO_MANY_CODES = "Too many wrong codes: wait a minute, then enter the current code."
+WRONG_CODE = "That code is not the current one."
+
+
 @transaction.atomic
-def totp_device_confirm(*, request, device: TOTPDevice, code: str) -> bool:
+def totp_device_confirm(*, request, device: TOTPDevice, code: str) -> str | None:
     """Confirms an enrolment when `code` is the device's current one; the session is then
-    verified too. False for a wrong code (the device's own throttling applies)."""
+    verified too. Returns None on success, else why not (the device's throttling applies)."""
     device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
-    if device.confirmed or not device.verify_token(code.strip()):
-        return False
+    if device.confirmed:
+        return "This device is already confirmed."
+    if not device.verify_is_allowed()[0]:
+        return TOO_MANY_CODES
+    if not device.verify_token(code.strip()):
+        return WRONG_CODE
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     two_factor_session_verified(request=request, device=device)
-    return True
+    return None
 
 
 def two_factor_verify(*, request, code: str) -> str | None:
@@ -117,9 +125,9 @@ def two_factor_verify(*, request, code: str) -> str | None:
         return "No confirmed device: enrol one first."
     allowed, _ = device.verify_is_allowed()
     if not allowed:
-        return "Too many wrong codes: wait a minute, then enter the current code."
+        return TOO_MANY_CODES
     verified = django_otp.verify_token(request.user, device.persistent_id, code.strip())
     if verified is None:
-        return "That code is not the current one."
+        return WRONG_CODE
     two_factor_session_verified(request=request, device=verified)
     return None

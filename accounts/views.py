@@ -67,10 +67,11 @@ def two_factor_setup(request):
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["otp_token"]
-        if services.totp_device_confirm(request=request, device=device, code=code):
+        problem = services.totp_device_confirm(request=request, device=device, code=code)
+        if problem is None:
             request.session.cycle_key()
             return redirect(_next_url(request))
-        form.add_error("otp_token", "That code is not the current one: try the next one.")
+        form.add_error("otp_token", problem)
     context = {
         "title": "Set up two-factor sign-in",
         "form": form,
