@@ -19,7 +19,7 @@ def forwards(apps, schema_editor):
     ApiToken = apps.get_model("accounts", "ApiToken")
     expiry = timezone.now() + LEGACY_TTL
     for legacy in Token.objects.all():
-        ApiToken.objects.create(
+        ApiToken(
             # knox.crypto.hash_token, fixed here: a migration must not change with settings.
             digest=hashlib.sha512(legacy.key.encode()).hexdigest(),
             token_key=legacy.key[:15],
@@ -27,7 +27,7 @@ def forwards(apps, schema_editor):
             expiry=expiry,
             name="migrated from the old token",
             scope="trade",
-        )
+        ).save(force_insert=True)
     Token.objects.all().delete()
 
 
