@@ -3,7 +3,8 @@
 Staff who may approve, execute, override or use the emergency stop (or are superusers) reach
 no console page until this session entered a TOTP code: without a confirmed device they are
 sent to enrolment, with one to the code page. Lifting the emergency stop and overriding a
-guard also need a code entered within FRESH_AUTH_SECONDS.
+guard also need a code entered within FRESH_AUTH_SECONDS. The same staff signed in by
+session cannot write through the API either until the session entered a code.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
+from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -59,6 +61,8 @@ class StaffTwoFactorMiddleware:
             client_address_reset(token)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.path.startswith("/api/"):
+            return self._api_refusal(request)
         match = request.resolver_match
         if not request.path.startswith(reverse("admin:index")) or (
             match is not None and match.view_name in OPEN_ADMIN_VIEWS
@@ -92,3 +96,21 @@ class StaffTwoFactorMiddleware:
                 back = reverse("admin:index")
             return redirect(_with_next("accounts:two_factor_verify", back))
         return None
+
+    @staticmethod
+    def _api_refusal(request):
+        # Only the session's user is known here; a token's user is DRF's (tokens have scopes).
+        user = request.user
+        if request.method in ("GET", "HEAD", "OPTIONS") or not user_may_move_money(user):
+            return None
+        if user.is_verified():
+            return None
+        return JsonResponse(
+            {
+                "code": "TWO_FACTOR_REQUIRED",
+                "message": "Staff who may move money write through the API only from a "
+                "session that entered a TOTP code (/accounts/two-factor/verify/).",
+                "extra": {},
+            },
+            status=403,
+        )

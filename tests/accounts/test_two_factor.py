@@ -206,3 +206,20 @@ def test_a_session_from_another_users_device_is_not_verified(client):
     session[DEVICE_ID_SESSION_KEY] = totp_device(mallory).persistent_id
     session.save()
     assert client.get(CHANGELIST).status_code == 302
+
+
+def test_staff_signed_in_by_session_cannot_write_through_the_api_without_a_code(client):
+    olivia = money_staff()
+    PolicyFactory(user=olivia)
+    proposal = TradeProposalFactory(user=olivia)
+    client.force_login(olivia)
+    url = f"/api/v1/proposals/{proposal.pk}/approve/"
+    refused = client.post(url)
+    assert refused.status_code == 403 and refused.json()["code"] == "TWO_FACTOR_REQUIRED"
+    assert TradeProposal.objects.get(pk=proposal.pk).status == TradeProposal.Status.PENDING
+    assert client.get("/api/v1/proposals/").status_code == 200  # reading is not refused
+    # The control: the same request from a verified session approves.
+    verified = type(client)()
+    login_verified(verified, olivia)
+    assert verified.post(url).status_code == 200
+    assert TradeProposal.objects.get(pk=proposal.pk).status == TradeProposal.Status.APPROVED
