@@ -366,13 +366,14 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
                 extra={"fields": error.message_dict},
             ) from None
         policy.save()
-        audit_record(
-            actor=actor or user,
-            action=AuditEntry.Action.POLICY_CHANGE,
-            subject=f"policy of {user.get_username()}",
-            before=before,
-            after={name: getattr(policy, name) for name in changes},
-        )
+        if changes:  # a form saved unchanged changes no rule
+            audit_record(
+                actor=actor or user,
+                action=AuditEntry.Action.POLICY_CHANGE,
+                subject=f"policy of {user.get_username()}",
+                before=before,
+                after={name: getattr(policy, name) for name in changes},
+            )
         if policy.trading_enabled != was_enabled:
             kill_switch_notify(policy=policy, actor=actor or user)
     return policy
