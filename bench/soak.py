@@ -271,8 +271,8 @@ def accounts_create(*, users: int, jobs: int, rng: random.Random) -> list[Accoun
     some executions and some LLM calls are refused within minutes.
     """
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from accounts.models import ApiToken
     from exchange.simulator.state import MARKETS
     from scheduler.services import scan_job_create
     from trading.services import policy_update
@@ -301,8 +301,8 @@ def accounts_create(*, users: int, jobs: int, rng: random.Random) -> list[Accoun
                 "allocation_eur": rng.choice([200, 500, 1000]),
             },
         )
-        token = Token.objects.create(user=user)
-        accounts.append(Account(user.pk, user.username, token.key))
+        _, token = ApiToken.objects.create(user=user, name="soak", scope="trade")
+        accounts.append(Account(user.pk, user.username, token))
     for number in range(jobs):
         account = accounts[number % users]
         scan_job_create(

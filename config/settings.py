@@ -6,6 +6,7 @@ LLM secrets are not read here: each client reads its own key when first used, so
 whose role does not need a key never holds it.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +35,26 @@ else:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS ---------------------------------------------------------------------------------
+# Safe for production by default (DEBUG=false): HTTPS only, secure cookies, HSTS. The demo
+# (DEBUG=true) serves plain HTTP on loopback, so there each one defaults to off.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The container's own health probe asks over plain HTTP from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+# The header the TLS-terminating reverse proxy sets (nginx, Traefik, a cloud balancer: usually
+# X-Forwarded-Proto); empty when clients reach the web process directly, who could forge it.
+_proxy_ssl_header = env.str(
+    "SECURE_PROXY_SSL_HEADER", default="" if DEBUG else "HTTP_X_FORWARDED_PROTO"
+)
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
+# A staff session ends after this many seconds (default 8 hours), signed in or not used.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+
 # Which process this is: web, beat, scan or execute. Only `execute` may build a trade client.
 ORACLE_ROLE = env.str("ORACLE_ROLE", default="web")
 
@@ -45,7 +66,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Kept only so the accounts migration can move the old plaintext tokens over (hashed).
     "rest_framework.authtoken",
+    "knox",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files
     "django_celery_beat",
@@ -57,6 +83,7 @@ INSTALLED_APPS = [
     "ops",
     "evaluation",
     "portfolio",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -68,10 +95,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session entered a TOTP code.
+    "django_otp.middleware.OTPMiddleware",
+    # Staff who may move money reach the console only with a confirmed, verified device.
+    "accounts.middleware.StaffTwoFactorMiddleware",
     # Per-user scope for the request (Django guard and PostgreSQL row-level security).
     "core.scoping.RequestScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as its documentation asks: turns a locked-out sign-in into the lock-out answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -124,6 +157,12 @@ CACHES = {
     "default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}"),
 }
 
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out user or address before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -147,7 +186,7 @@ STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "core.authentication.ScopedTokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -347,3 +386,37 @@ globals().update(
 )
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="oracle@localhost")
+
+# --- Accounts: API tokens, two-factor sign-in, sign-in limits, /metrics ----------------------
+# API tokens are stored as SHA-512 digests (django-rest-knox) with a name, scope and expiry.
+KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 - a model name
+# knox's own migrations would create its unused default token table (they ignore the swap).
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    # A token with no expiry given lives this long (default 90 days).
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=90)),
+    "AUTH_HEADER_PREFIX": "Token",
+}
+# Lifting the emergency stop or overriding a guard needs a TOTP code entered this recently.
+FRESH_AUTH_SECONDS = env.int("FRESH_AUTH_SECONDS", default=300)
+# The issuer shown in authenticator apps next to the user name.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Auto Invest Oracle")
+# Failed sign-ins (django-axes): after AXES_FAILURE_LIMIT failures from one user name or one
+# address, sign-in is refused for AXES_COOLOFF_MINUTES. Staff see and lift lock-outs in the
+# console (Axes: access attempts).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Where the client's address comes from: the connection by default; behind one reverse proxy
+# set AXES_IPWARE_META_PRECEDENCE_ORDER=HTTP_X_FORWARDED_FOR,REMOTE_ADDR and
+# AXES_IPWARE_PROXY_COUNT=1 (a header a client can forge is never trusted by default).
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
+    "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
+)
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0) or None
+# /metrics answers only `Authorization: Bearer <METRICS_BEARER_TOKEN>` (Prometheus'
+# `authorization` or `bearer_token` scrape option). Unset: open in DEBUG, closed otherwise.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")

@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("evaluation.urls")),
     path("", include("portfolio.urls")),
     path("", include(notifications_urls.site_urlpatterns)),
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

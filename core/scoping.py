@@ -148,7 +148,7 @@ class RequestScopeMiddleware:
     """Opens the request scope: the session user's, or staff in the admin for a staff user.
 
     Token-authenticated API users are known only inside DRF:
-    `core.authentication.ScopedTokenAuthentication` enters their scope. Must come after
+    `accounts.authentication.ApiTokenAuthentication` enters their scope. Must come after
     AuthenticationMiddleware.
     """
 

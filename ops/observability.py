@@ -7,6 +7,8 @@ history and every process (web, workers, beat) is counted the same way.
 
 from __future__ import annotations
 
+import hmac
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -246,8 +248,29 @@ class DatabaseCollector:
         yield alert
 
 
+def metrics_caller_allowed(request) -> bool:
+    """`Authorization: Bearer <METRICS_BEARER_TOKEN>`; with no token set, only under DEBUG."""
+    expected = settings.METRICS_BEARER_TOKEN
+    if not expected:
+        return settings.DEBUG
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected.encode())
+
+
 @system_scope_view
 def metrics(request):
+    if not metrics_caller_allowed(request):
+        # Business figures: only for the scraper that holds the token.
+        response = JsonResponse(
+            {
+                "code": "METRICS_TOKEN_REQUIRED",
+                "message": "/metrics needs Authorization: Bearer <METRICS_BEARER_TOKEN>.",
+                "extra": {},
+            },
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     registry = CollectorRegistry()
     registry.register(DatabaseCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

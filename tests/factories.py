@@ -10,6 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
+from accounts.models import ApiToken
+from accounts.services import VERIFIED_AT_SESSION_KEY
 from budget.models import GptUsageLog
 from evaluation.models import AdvisorDecision, ProposalOutcome
 from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
@@ -39,6 +41,35 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     # Hashed once per run, not once per user: PBKDF2 is slow on purpose.
     password = factory.LazyFunction(lambda: _password_hash())
+
+
+def api_token(user, *, scope: str = "trade", name: str = "test") -> str:
+    """A new API token of `user`, stored hashed as the product does; returns the token the
+    client sends (`Authorization: Token <it>`)."""
+    _, token = ApiToken.objects.create(user=user, name=name, scope=scope)
+    return token
+
+
+def totp_device(user):
+    """A confirmed TOTP device of `user` (its `bin_key` computes the current code)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+
+
+def login_verified(client, user) -> None:
+    """Signs `user` in on the test client as after entering a TOTP code just now (staff who
+    may move money need it to reach the console)."""
+    import time
+
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    device = totp_device(user)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[VERIFIED_AT_SESSION_KEY] = int(time.time())
+    session.save()
 
 
 class PolicyFactory(factory.django.DjangoModelFactory):

@@ -15,6 +15,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from core.counters import counter_add
+from accounts.audit import audit_record
+from accounts.models import AuditEntry
 from core.logs import log_event
 from core.scoping import scope_system
 from exchange.errors import never_reached_engine
@@ -101,6 +103,13 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
                 policy_hash=policy_hash,
                 policy_snapshot=snapshot,
                 claimed_at=context.now,
+            )
+            audit_record(
+                actor_id=actor_id,
+                action=AuditEntry.Action.EXECUTION_REQUEST,
+                subject=f"proposal #{proposal.pk}",
+                before={"status": facts.proposal.status},
+                after={"execution_id": execution.pk, "execution_status": execution.status},
             )
     except IntegrityError:
         # The unique constraint is the last guard: another claim for this proposal won.

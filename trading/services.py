@@ -12,6 +12,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts.audit import audit_record
+from accounts.models import AuditEntry
 from core.text import unstorable_text_field
 from exchange.errors import ExchangeError
 from exchange.readonly import ReadonlyClient
@@ -183,6 +185,13 @@ def proposal_approve(*, proposal: TradeProposal, actor) -> TradeProposal:
     ProposalEvent.objects.create(
         proposal=proposal, user_id=proposal.user_id, actor=actor, kind=ProposalEvent.Kind.APPROVED
     )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.PROPOSAL_APPROVE,
+        subject=f"proposal #{proposal.pk}",
+        before={"status": TradeProposal.Status.PENDING},
+        after={"status": proposal.status},
+    )
     return proposal
 
 
@@ -191,6 +200,7 @@ def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProp
     reason = (reason or "").strip()
     if not reason:
         raise ProposalInvalid("A rejection needs a reason.", code="REASON_REQUIRED")
+    before = {"status": proposal.status}
     proposal = _proposal_transition(
         proposal_id=proposal.pk,
         user=actor,
@@ -208,6 +218,13 @@ def proposal_reject(*, proposal: TradeProposal, actor, reason: str) -> TradeProp
         actor=actor,
         kind=ProposalEvent.Kind.REJECTED,
         data={"reason": reason},
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.PROPOSAL_REJECT,
+        subject=f"proposal #{proposal.pk}",
+        before=before,
+        after={"status": proposal.status, "reason": reason},
     )
     return proposal
 
@@ -229,6 +246,11 @@ def proposal_override_set(
         raise ProposalInvalid("An override needs a reason.", code="REASON_REQUIRED")
     if not (cooldown or anti_flip or price_drift):
         raise ProposalInvalid("Choose the rule to override.", code="OVERRIDE_EMPTY")
+    before = {
+        "cooldown": proposal.override_cooldown,
+        "anti_flip": proposal.override_anti_flip,
+        "price_drift": proposal.override_price_drift,
+    }
     proposal = _proposal_transition(
         proposal_id=proposal.pk,
         user=actor,
@@ -248,6 +270,18 @@ def proposal_override_set(
         actor=actor,
         kind=ProposalEvent.Kind.OVERRIDE_SET,
         data={
+            "cooldown": cooldown,
+            "anti_flip": anti_flip,
+            "price_drift": price_drift,
+            "reason": reason,
+        },
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.OVERRIDE_SET,
+        subject=f"proposal #{proposal.pk}",
+        before=before,
+        after={
             "cooldown": cooldown,
             "anti_flip": anti_flip,
             "price_drift": price_drift,
@@ -289,6 +323,7 @@ def proposals_expire() -> int:
 def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencyStop:
     stop = EmergencyStop.objects.select_for_update().get(pk=EmergencyStop.SINGLETON_ID)
     flipped = stop.active != active
+    before = {"active": stop.active, "reason": stop.reason}
     stop.active, stop.reason, stop.changed_by, stop.changed_at = (
         active,
         reason,
@@ -296,6 +331,13 @@ def emergency_stop_set(*, active: bool, actor, reason: str = "") -> EmergencySto
         timezone.now(),
     )
     stop.save()
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.EMERGENCY_STOP,
+        subject="emergency stop",
+        before=before,
+        after={"active": active, "reason": reason},
+    )
     if flipped:
         # Every user with notifications hears of it (user_id None).
         notification_enqueue(
@@ -334,6 +376,7 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
     with transaction.atomic():
         policy = _policy_lock(user=user)
         was_enabled, allocation_before = policy.trading_enabled, policy.allocation_eur
+        before = {name: getattr(policy, name) for name in changes}
         for name, value in changes.items():
             setattr(policy, name, value)
         try:
@@ -354,6 +397,14 @@ def policy_update(*, user, changes: dict, actor=None) -> Policy:
                 before_eur=allocation_before,
                 after_eur=policy.allocation_eur,
             )
+        if changes:  # a form saved unchanged changes no rule
+            audit_record(
+                actor=actor or user,
+                action=AuditEntry.Action.POLICY_CHANGE,
+                subject=f"policy of {user.get_username()}",
+                before=before,
+                after={name: getattr(policy, name) for name in changes},
+            )
         if policy.trading_enabled != was_enabled:
             kill_switch_notify(policy=policy, actor=actor or user)
     return policy
@@ -365,6 +416,13 @@ def policy_trading_set(*, user, enabled: bool, actor=None) -> Policy:
     flipped = policy.trading_enabled != enabled
     policy.trading_enabled = enabled
     policy.save(update_fields=["trading_enabled", "updated_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEntry.Action.KILL_SWITCH,
+        subject=f"policy of {user.get_username()}",
+        before={"trading_enabled": not enabled if flipped else enabled},
+        after={"trading_enabled": enabled},
+    )
     if flipped:
         kill_switch_notify(policy=policy, actor=actor)
     return policy

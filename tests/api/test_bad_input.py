@@ -9,11 +9,10 @@ import json
 import pytest
 from django.conf import settings
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from notifications.models import NotificationSettings
-from tests.factories import PolicyFactory, UserFactory
+from tests.factories import PolicyFactory, UserFactory, api_token
 from trading.models import TradeProposal
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +24,7 @@ PROPOSAL = {"market": "BTC-EUR", "side": "buy", "amount_eur": "20", "confidence"
 def client():
     alice = PolicyFactory(user=UserFactory(username="alice")).user
     client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(alice)}")
     with override_settings(DEBUG=False):
         yield client
 

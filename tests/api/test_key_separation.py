@@ -14,13 +14,12 @@ import django
 django.setup()
 from django.test import Client
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from tests.factories import api_token, login_verified
 
 user = get_user_model().objects.get(username="alice")
-token = Token.objects.create(user=user)
-api = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+api = Client(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
 staff = Client()
-staff.force_login(get_user_model().objects.get(username="root"))
+login_verified(staff, get_user_model().objects.get(username="root"))
 proposal_id = int(sys.argv[1])
 statuses = [
     api.get("/api/v1/proposals/").status_code,

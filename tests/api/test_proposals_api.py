@@ -5,7 +5,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import (
@@ -15,6 +14,7 @@ from tests.factories import (
     TradeExecutionFactory,
     TradeProposalFactory,
     UserFactory,
+    api_token,
 )
 from trading.models import TradeExecution, TradeProposal
 
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.django_db
 
 def client_for(user):
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -17,7 +17,6 @@ from django.db import close_old_connections
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -35,6 +34,7 @@ from tests.factories import (
     TradeHistoryFactory,
     TradeProposalFactory,
     UserFactory,
+    api_token,
 )
 from trading.models import TradeProposal
 
@@ -79,7 +79,7 @@ def persona_data() -> dict[str, list[int]]:
     executions.append(TradeExecutionFactory(proposal__user=bob))
     jobs.append(ScanJobFactory(user=bob))
     return {
-        "token": Token.objects.create(user=alice).key,
+        "token": api_token(alice),
         "proposal_id": [p.pk for p in proposals],
         "execution_id": [e.pk for e in executions],
         "job_id": [j.pk for j in jobs],

@@ -1,7 +1,8 @@
 """The approval console in a real browser: headless Chromium (Debian's package, installed by
 scripts/browser-up) against a real web server and a real execute worker.
 
-An operator logs in, approves a PENDING proposal through the confirmation page (which shows
+An operator logs in with a password and a TOTP code (computed from the operator's device, as
+an authenticator app does), approves a PENDING proposal through the confirmation page (which shows
 the preflight preview), executes it through the execute confirmation page, and sees the
 execution appear SUBMITTED with the exchange's order id. The simulator gets exactly one order.
 Screenshots of each page are saved under the test's tmp_path.
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -19,7 +22,7 @@ from selenium.webdriver.support.ui import Select
 
 from config.celery import app
 from tests.browser.pages import click_to_page, open_page
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, totp_device
 from tests.workers import celery_worker, wait_for
 from trading.models import TradeExecution, TradeProposal
 
@@ -79,7 +82,14 @@ def operator():
         "execute_proposal",
     ]
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    totp_device(user)
     return user
+
+
+def current_code(user) -> str:
+    """The code an authenticator app shows now for the user's device."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
 
 
 def run_action(browser, proposal_id: int, action: str, *, heading: str) -> None:
@@ -94,7 +104,7 @@ def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
     browser, live_server, exchange, execute_worker, tmp_path
 ):
     shots = Path(tmp_path)
-    operator()
+    olivia = operator()
     proposal = TradeProposalFactory(user=PolicyFactory(user=UserFactory(username="alice")).user)
 
     open_page(
@@ -105,7 +115,12 @@ def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
     browser.find_element(By.ID, "id_username").send_keys("olivia")
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     login = browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]')
-    stop = click_to_page(browser, login, expect=".kill-switch")
+    # Money moves only after the second factor: the console asks for the code first.
+    click_to_page(browser, login, expect="#id_otp_token")
+    browser.save_screenshot(shots / "0-code.png")
+    browser.find_element(By.ID, "id_otp_token").send_keys(current_code(olivia))
+    verify = browser.find_element(By.CSS_SELECTOR, 'input[value="Verify"]')
+    stop = click_to_page(browser, verify, expect=".kill-switch")
     assert "Emergency stop: off" in stop.text
     browser.save_screenshot(shots / "1-changelist.png")
 

@@ -23,6 +23,7 @@ from tests.factories import (
     ScanJobFactory,
     TradeHistoryFactory,
     UserFactory,
+    login_verified,
 )
 from tests.isolation.personas import OUR_APPS
 
@@ -73,7 +74,7 @@ def test_a_changelist_runs_the_same_queries_for_2_rows_and_for_20(
     client, name, django_assert_max_num_queries, settings
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     add_rows(2)
     url = reverse(name)
     with_two = queries(client, url)

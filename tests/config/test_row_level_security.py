@@ -52,9 +52,12 @@ USER_OWNED_TABLES = (
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
-# authentication tables must be read before the user is known; the admin log is staff-only.
+# authentication tables must be read before the user is known (API tokens and TOTP devices
+# too); the admin log is staff-only.
 DJANGO_AUTH_TABLES = {
     "authtoken_token",
+    "api_tokens",
+    "otp_totp_totpdevice",
     "auth_user_groups",
     "auth_user_user_permissions",
     "django_admin_log",

@@ -7,7 +7,6 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 
 from core.scoping import (
     NOBODY,
@@ -19,7 +18,7 @@ from core.scoping import (
     request_scope,
     scope_system,
 )
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, api_token
 from tests.workers import database_url, web_process_report
 from trading.models import TradeProposal
 
@@ -141,7 +140,8 @@ users = get_user_model().objects
 api = Client(HTTP_AUTHORIZATION=f"Token {token}")
 alice, staff, anonymous = Client(), Client(), Client()
 alice.force_login(users.get(username="alice"))
-staff.force_login(users.get(username="root"))
+from tests.factories import login_verified
+login_verified(staff, users.get(username="root"))
 
 def sql(query):
     with connection.cursor() as cursor:
@@ -188,10 +188,10 @@ def test_a_web_process_connected_as_the_web_role_shows_each_user_only_their_rows
     alice_pending = TradeProposalFactory(user=alice)
     alice_approved = TradeProposalFactory(user=alice, approved=True)
     bob_pending = TradeProposalFactory(user=bob)
-    token = Token.objects.create(user=alice)
+    token = api_token(alice)
     report = web_process_report(
         WEB_PROCESS,
-        token.key,
+        token,
         str(bob_pending.pk),
         str(alice_approved.pk),
         env={

@@ -5,7 +5,12 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from tests.factories import AdvisorDecisionFactory, TradeProposalFactory, UserFactory
+from tests.factories import (
+    AdvisorDecisionFactory,
+    TradeProposalFactory,
+    UserFactory,
+    login_verified,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +28,7 @@ def test_the_proposal_page_and_the_decision_list_show_the_exit_plan(client, sett
         invalidation="A close below 2900.",
     )
     bare = TradeProposalFactory()
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
 
     page = client.get(reverse("admin:trading_tradeproposal_change", args=[proposal.pk]))
     text = page.content.decode()

@@ -14,6 +14,7 @@ from tests.factories import (
     ProposalOutcomeFactory,
     TradeProposalFactory,
     UserFactory,
+    login_verified,
 )
 
 pytestmark = pytest.mark.django_db
@@ -165,7 +166,7 @@ def test_the_console_page_draws_the_calibration_of_every_users_proposals(client,
     staff.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_proposaloutcome", "view_tradeproposal"])
     )
-    client.force_login(staff)
+    login_verified(client, staff)
 
     page = client.get(reverse("admin-scorecard"), {"horizon": 24}).content.decode()
 

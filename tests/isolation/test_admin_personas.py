@@ -16,7 +16,7 @@ from django.contrib.auth.models import Permission
 from django.forms.models import model_to_dict
 from django.urls import URLPattern, reverse
 
-from tests.factories import UserFactory
+from tests.factories import UserFactory, login_verified
 from tests.isolation.personas import MARKER, OUR_APPS, World, database_state, url_routes
 
 pytestmark = pytest.mark.django_db
@@ -240,7 +240,7 @@ def test_an_operator_with_the_permissions_runs_the_same_action(
 ):
     # The control: the very request refused above changes the database for an operator,
     # except deleting audit rows, which nobody may do.
-    client.force_login(operator)
+    login_verified(client, operator)
     before = database_state()
     post_action(client, world, model, action)
     runnable = ACTION_CASES[(model, action)][2]
@@ -252,7 +252,7 @@ def test_an_operator_with_the_permissions_runs_the_same_action(
 def test_an_operator_with_the_permissions_uses_the_same_page(
     client, world, operator, exchange, name
 ):
-    client.force_login(operator)
+    login_verified(client, operator)
     before = database_state()
     response = post_page(client, world, name)
     assert response.status_code == 302, response.content

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from notifications.models import NotificationDelivery
 from notifications.services import notification_settings_update
-from tests.factories import PolicyFactory, UserFactory
+from tests.factories import PolicyFactory, UserFactory, login_verified
 from tests.workers import queue_drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     return client
 
 

@@ -8,6 +8,7 @@ from tests.factories import (
     ScanJobFactory,
     TradeExecutionFactory,
     UserFactory,
+    login_verified,
 )
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def test_the_dashboard_shows_trades_against_caps_llm_use_and_scans(client):
     TradeExecutionFactory(proposal__user=policy.user, status="FAILED", error_code="X")
     GptUsageLogFactory(user=policy.user, status="RESERVED")
     ScanJobFactory(user=policy.user, last_error="boom")
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
 
     page = client.get("/admin/dashboard/")
 
@@ -33,13 +34,13 @@ def test_the_dashboard_shows_trades_against_caps_llm_use_and_scans(client):
 
 
 def test_the_dashboard_is_for_staff_only(client):
-    client.force_login(UserFactory())
+    login_verified(client, UserFactory())
     assert client.get("/admin/dashboard/").status_code == 302
 
 
 def test_the_dashboard_needs_view_permissions_on_what_it_shows(client):
     viewer = UserFactory(is_staff=True)
-    client.force_login(viewer)
+    login_verified(client, viewer)
     assert client.get("/admin/dashboard/").status_code == 403
     codenames = [name.split(".")[1] for name in DASHBOARD_PERMISSIONS]
     viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
@@ -49,7 +50,7 @@ def test_the_dashboard_needs_view_permissions_on_what_it_shows(client):
 def test_the_console_links_to_the_dashboard_only_for_who_may_open_it(client):
     viewer = UserFactory(is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_tradeproposal"))
-    client.force_login(viewer)
+    login_verified(client, viewer)
     link = b'href="/admin/dashboard/"'
     assert link not in client.get("/admin/trading/tradeproposal/").content
     codenames = [name.split(".")[1] for name in DASHBOARD_PERMISSIONS]

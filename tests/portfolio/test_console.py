@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from portfolio.console import PORTFOLIO_PERMISSIONS
-from tests.factories import PortfolioSnapshotFactory, UserFactory
+from tests.factories import PortfolioSnapshotFactory, UserFactory, login_verified
 from tests.portfolio.test_positions_api import alices_fills
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def test_staff_see_the_chosen_users_positions_pnl_and_value_history(client, view
             unrealized_pnl_eur=None if value is None else "300",
             realized_pnl_eur="491.998999",
         )
-    client.force_login(viewer)
+    login_verified(client, viewer)
 
     page = client.get("/admin/portfolio/", {"user": alice.pk})
 
@@ -55,7 +55,7 @@ def test_staff_see_the_chosen_users_positions_pnl_and_value_history(client, view
 def test_the_page_defaults_to_the_staff_members_own_portfolio_and_lists_users(client, viewer):
     alice = UserFactory(username="alice")
     alices_fills(alice)
-    client.force_login(viewer)
+    login_verified(client, viewer)
 
     text = client.get("/admin/portfolio/").content.decode()
 
@@ -66,7 +66,7 @@ def test_the_page_defaults_to_the_staff_members_own_portfolio_and_lists_users(cl
 def test_the_console_downloads_the_chosen_users_ledger(client, viewer):
     alice = UserFactory(username="alice")
     alices_fills(alice)
-    client.force_login(viewer)
+    login_verified(client, viewer)
 
     response = client.get("/admin/portfolio/ledger.csv", {"user": alice.pk, "year": "2026"})
 

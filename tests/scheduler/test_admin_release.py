@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from scheduler.models import ScanJob
 from scheduler.services import scan_job_release, scan_jobs_claim_due
-from tests.factories import ScanJobFactory, UserFactory
+from tests.factories import ScanJobFactory, UserFactory, login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def test_an_operator_releases_a_stuck_lease_and_the_old_holder_cannot_release_it(client):
     job = ScanJobFactory()
     [(_, token)] = scan_jobs_claim_due(owner="stuck-worker", limit=1)
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
 
     client.post(
         reverse("admin:scheduler_scanjob_changelist"),

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, login_verified
 from trading.models import EmergencyStop, TradeExecution, TradeProposal
 
 pytestmark = pytest.mark.django_db
@@ -27,15 +27,16 @@ def action(client, name, proposals, **extra):
 def test_the_changelist_shows_proposals_and_the_stop_without_n_plus_one(
     client, django_assert_max_num_queries
 ):
-    client.force_login(staff("approve_proposal"))
+    login_verified(client, staff("approve_proposal"))
     for _ in range(3):
         TradeProposalFactory()
-    # The same bound for 3 and 23 rows; it includes setting and clearing the request's scope.
-    with django_assert_max_num_queries(13):
+    # The same bound for 3 and 23 rows; it includes setting and clearing the request's scope
+    # and reading the session's TOTP device.
+    with django_assert_max_num_queries(14):
         response = client.get(CHANGELIST)
     for _ in range(20):
         TradeProposalFactory()
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(14):
         response = client.get(CHANGELIST)
     assert response.status_code == 200
     assert b"Emergency stop: off" in response.content
@@ -43,7 +44,7 @@ def test_the_changelist_shows_proposals_and_the_stop_without_n_plus_one(
 
 def test_approve_asks_first_with_a_preflight_preview_then_approves(client, exchange):
     approver = staff("approve_proposal")
-    client.force_login(approver)
+    login_verified(client, approver)
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user)
 
@@ -61,7 +62,7 @@ def test_approve_asks_first_with_a_preflight_preview_then_approves(client, excha
 
 
 def test_reject_needs_a_reason(client):
-    client.force_login(staff("approve_proposal"))
+    login_verified(client, staff("approve_proposal"))
     proposal = TradeProposalFactory()
     again = action(client, "reject_selected", [proposal], post="yes", reason="")
     assert again.status_code == 200 and b"This field is required" in again.content
@@ -71,7 +72,7 @@ def test_reject_needs_a_reason(client):
 
 
 def test_execute_claims_and_queues_but_never_calls_the_exchange(client, exchange):
-    client.force_login(staff("execute_proposal"))
+    login_verified(client, staff("execute_proposal"))
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user, approved=True)
     refused = TradeProposalFactory(user=policy.user, approved=True, confidence=25)
@@ -90,7 +91,7 @@ def test_execute_claims_and_queues_but_never_calls_the_exchange(client, exchange
     [("approve_selected", "approve_proposal"), ("execute_selected", "execute_proposal")],
 )
 def test_staff_without_the_permission_cannot_act(client, name, needed):
-    client.force_login(staff())
+    login_verified(client, staff())
     proposal = TradeProposalFactory(approved=name == "execute_selected")
     response = action(client, name, [proposal], post="yes")
     assert response.status_code == 200  # the changelist again, with "no action selected"
@@ -98,7 +99,7 @@ def test_staff_without_the_permission_cannot_act(client, name, needed):
     assert proposal.status == ("APPROVED" if name == "execute_selected" else "PENDING")
     assert not TradeExecution.objects.exists()
     assert name not in offered_actions(client)
-    client.force_login(staff(needed))
+    login_verified(client, staff(needed))
     assert name in offered_actions(client)
 
 
@@ -110,11 +111,11 @@ def offered_actions(client):
 def test_an_override_needs_its_permission_and_a_reason(client):
     proposal = TradeProposalFactory(approved=True)
     url = reverse("admin:trading_tradeproposal_override", args=[proposal.pk])
-    client.force_login(staff("approve_proposal"))
+    login_verified(client, staff("approve_proposal"))
     assert client.post(url, {"override_cooldown": "on", "reason": "x"}).status_code == 403
 
     overrider = staff("override_guards")
-    client.force_login(overrider)
+    login_verified(client, overrider)
     assert client.post(url, {"override_cooldown": "on", "reason": ""}).status_code == 200
     proposal.refresh_from_db()
     assert not proposal.override_cooldown
@@ -126,9 +127,9 @@ def test_an_override_needs_its_permission_and_a_reason(client):
 
 def test_the_emergency_stop_is_one_click_for_those_allowed(client):
     url = reverse("admin:trading_emergency_stop_toggle")
-    client.force_login(staff("approve_proposal"))
+    login_verified(client, staff("approve_proposal"))
     assert client.post(url, {"active": "1", "reason": "x"}).status_code == 403
-    client.force_login(staff("emergency_stop"))
+    login_verified(client, staff("emergency_stop"))
     client.post(url, {"active": "1", "reason": "Exchange incident"})
     stop = EmergencyStop.objects.get()
     assert stop.active and stop.reason == "Exchange incident" and stop.changed_by is not None
@@ -136,7 +137,7 @@ def test_the_emergency_stop_is_one_click_for_those_allowed(client):
 
 
 def test_audit_views_are_read_only(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     execution_url = reverse("admin:trading_tradeexecution_add")
     assert client.get(execution_url).status_code == 403
     assert TradeProposal.objects.count() == 0

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from config.celery import app
-from tests.factories import PolicyFactory, TradeProposalFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, api_token
 from tests.workers import celery_worker, wait_for
 from trading.claim import execution_claim
 from trading.models import TradeExecution
@@ -140,13 +140,12 @@ def broker_down():
 def test_execute_with_the_broker_down_answers_503_and_strands_no_claim(
     exchange, purged_queue, broker_down
 ):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     policy = PolicyFactory()
     proposal = TradeProposalFactory(user=policy.user, approved=True)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=policy.user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(policy.user)}")
     url = f"/api/v1/proposals/{proposal.pk}/execute/"
 
     down = client.post(url, {}, format="json")

@@ -5,7 +5,7 @@ flipped it."""
 import pytest
 from django.urls import reverse
 
-from tests.factories import PolicyFactory, UserFactory
+from tests.factories import PolicyFactory, UserFactory, login_verified
 from tests.workers import queue_drain
 from trading.models import AllocationChange, Policy
 
@@ -21,7 +21,7 @@ def change_form_data(client, url: str, **changes) -> dict:
 
 def test_a_policy_changed_in_the_admin_is_announced_with_the_staff_member(client):
     operator = UserFactory(is_staff=True, is_superuser=True)
-    client.force_login(operator)
+    login_verified(client, operator)
     policy = PolicyFactory(trading_enabled=True, max_order_eur="100")
     url = reverse("admin:trading_policy_change", args=[policy.pk])
     queue_drain("notify")
@@ -39,7 +39,7 @@ def test_a_policy_changed_in_the_admin_is_announced_with_the_staff_member(client
 
 
 def test_the_admin_keeps_the_model_bounds_and_the_owner(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     policy = PolicyFactory(cooldown_minutes=60)
     owner, other = policy.user_id, UserFactory()
     url = reverse("admin:trading_policy_change", args=[policy.pk])

@@ -3,6 +3,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from exchange.simulator.state import DEFAULT_BALANCES
 from scheduler.models import ScanJob
@@ -10,7 +11,10 @@ from trading.models import AccountFunds, Policy
 
 
 class Command(BaseCommand):
-    help = "Creates the demo staff user (new password each run), a paper-trading policy and scans."
+    help = (
+        "Creates the demo staff user (new password each run, and a new two-factor enrolment),"
+        " a paper-trading policy and scans."
+    )
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -21,6 +25,9 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        # New credentials each run: the old authenticator entry goes with the old password.
+        # The first sign-in then shows the enrolment page with its QR code.
+        TOTPDevice.objects.filter(user=user).delete()
         Policy.objects.update_or_create(
             user=user,
             defaults={
@@ -48,4 +55,7 @@ class Command(BaseCommand):
             # One market each: two jobs on the same markets only ask the same question twice.
             for markets in (["BTC-EUR"], ["ETH-EUR"]):
                 ScanJob.objects.create(user=user, markets=markets, interval_minutes=2)
-        self.stdout.write(f"demo login: user 'demo', password '{password}'")
+        self.stdout.write(
+            f"demo login: user 'demo', password '{password}'; after signing in, scan the QR "
+            "code shown with any TOTP app (or type its key in) and enter the code"
+        )
