@@ -3,9 +3,9 @@ proposal's asset from our own ledger, now and after the trade."""
 
 from __future__ import annotations
 
-from portfolio.ledger import BUY, CONTEXT, ZERO, positions_from_fills
 from portfolio.selectors import fills_list
 from trading.decision import ExpectedFill, Holding, decision_part
+from trading.ledger import BUY, CONTEXT, ZERO, positions_from_fills
 from trading.models import TradeProposal
 from trading.validators import asset_of
 

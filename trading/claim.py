@@ -14,9 +14,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from core.counters import counter_add
 from accounts.audit import audit_record
 from accounts.models import AuditEntry
+from core.counters import counter_add
 from core.logs import log_event
 from core.scoping import scope_system
 from exchange.errors import never_reached_engine

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('evaluation', '0002_row_level_security'),
         ('scheduler', '0001_initial'),
-        ('trading', '0012_proposals_created_indexes'),
+        ('trading', '0014_proposals_created_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -2,22 +2,20 @@
 
 import django.db.models.deletion
 from django.conf import settings
-import importlib
-
 from django.db import migrations, models
 
-# Row-level security on the new user-owned tables, by the rule and code of trading 0007.
-USER_OWNED_TABLES = ("telegram_link_codes", "telegram_callback_tokens")
+from core.row_security import row_security_disable, row_security_enable
 
-_row_security = importlib.import_module("trading.migrations.0007_row_level_security")
+# Row-level security on the new user-owned tables, the rule of every user-owned table.
+USER_OWNED_TABLES = ("telegram_link_codes", "telegram_callback_tokens")
 
 
 def enable(apps, schema_editor):
-    _row_security.enable_on(schema_editor, USER_OWNED_TABLES)
+    row_security_enable(schema_editor, USER_OWNED_TABLES)
 
 
 def disable(apps, schema_editor):
-    _row_security.disable_on(schema_editor, USER_OWNED_TABLES)
+    row_security_disable(schema_editor, USER_OWNED_TABLES)
 
 
 class Migration(migrations.Migration):

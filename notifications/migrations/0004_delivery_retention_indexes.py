@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0002_daily_summary_event'),
+        ('notifications', '0003_telegram_bot'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

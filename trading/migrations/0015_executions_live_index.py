@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trading', '0012_proposals_created_indexes'),
+        ('trading', '0014_proposals_created_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

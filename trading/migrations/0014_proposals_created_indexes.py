@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('scheduler', '0001_initial'),
-        ('trading', '0011_proposal_price_at_proposal'),
+        ('trading', '0013_price_drift_guard'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('scheduler', '0001_initial'),
-        ('trading', '0011_proposal_price_at_proposal'),
+        ('trading', '0012_policy_allocation_and_account_funds'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
