@@ -36,6 +36,7 @@ from tests.factories import (
 from tests.workers import celery_worker, database_url, wait_for
 from trading.claim import execution_claim
 from trading.models import (
+    AllocationChange,
     ProposalEvent,
     TradeExecution,
     TradeHistory,
@@ -46,6 +47,7 @@ USER_OWNED_TABLES = (
     *importlib.import_module("trading.migrations.0007_row_level_security").USER_OWNED_TABLES,
     *importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES,
     importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
+    *importlib.import_module("trading.migrations.0012_policy_allocation_and_account_funds").TABLES,
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -72,6 +74,7 @@ def owned_rows(user) -> TradeProposal:
     AdvisorDecisionFactory(user=user, proposal=proposal, decision="propose")
     ProposalOutcomeFactory(proposal=proposal)
     PortfolioSnapshotFactory(user=user)
+    AllocationChange.objects.create(user=user, before_eur=0, after_eur=100)
     return proposal
 
 
