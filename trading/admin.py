@@ -508,6 +508,7 @@ class AccountFundsAdmin(admin.ModelAdmin):
     oracle_report adds to every user's fills to expect the exchange's balances."""
 
     list_display = ("asset", "amount", "updated_by", "updated_at")
+    list_select_related = ("updated_by",)
     fields = ("asset", "amount", "note", "updated_by", "updated_at")
     readonly_fields = ("updated_by", "updated_at")
 

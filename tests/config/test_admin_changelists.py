@@ -26,6 +26,7 @@ from tests.factories import (
     login_verified,
 )
 from tests.isolation.personas import OUR_APPS
+from trading.models import AccountFunds, AllocationChange
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +62,8 @@ def add_rows(n: int) -> None:
         BalanceSnapshot.objects.create(
             asset=uuid.uuid4().hex[:8], available=1, in_order=0, fetched_at=timezone.now()
         )
+        AllocationChange.objects.create(user=user, actor=user, before_eur=0, after_eur=100)
+        AccountFunds.objects.create(asset=uuid.uuid4().hex[:8], amount=1, updated_by=user)
 
 
 def queries(client, url: str) -> int:

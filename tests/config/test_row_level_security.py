@@ -38,6 +38,7 @@ from tests.factories import (
 from tests.workers import celery_worker, database_url, wait_for
 from trading.claim import execution_claim
 from trading.models import (
+    AllocationChange,
     ProposalEvent,
     TradeExecution,
     TradeHistory,
@@ -49,6 +50,7 @@ USER_OWNED_TABLES = (
     *importlib.import_module("evaluation.migrations.0002_row_level_security").USER_OWNED_TABLES,
     importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
     *importlib.import_module("notifications.migrations.0003_telegram_bot").USER_OWNED_TABLES,
+    *importlib.import_module("trading.migrations.0012_policy_allocation_and_account_funds").TABLES,
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -88,6 +90,7 @@ def owned_rows(user) -> TradeProposal:
         action="approve",
         chat_id=1,
     )
+    AllocationChange.objects.create(user=user, before_eur=0, after_eur=100)
     return proposal
 
 

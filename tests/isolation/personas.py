@@ -32,7 +32,7 @@ from tests.factories import (
     TradeProposalFactory,
     UserFactory,
 )
-from trading.models import EmergencyStop
+from trading.models import AccountFunds, AllocationChange, EmergencyStop
 
 OUR_APPS = (
     "trading",
@@ -128,6 +128,10 @@ class World:
         self.balance = BalanceSnapshot.objects.create(
             asset=MARKER, available=1, in_order=0, fetched_at=now
         )
+        self.allocation_change = AllocationChange.objects.create(
+            user=self.alice, actor=self.charlie, before_eur=0, after_eur=77
+        )
+        self.account_funds = AccountFunds.objects.create(asset=MARKER, amount=1)
 
 
 def url_routes(patterns=None, prefix: str = ""):

@@ -52,6 +52,12 @@ ACTION_CASES = {
     ("evaluation.advisordecision", "delete_selected"): ("decision", {"post": "yes"}, False),
     ("evaluation.proposaloutcome", "delete_selected"): ("outcome", {"post": "yes"}, False),
     ("portfolio.portfoliosnapshot", "delete_selected"): ("snapshot", {"post": "yes"}, False),
+    ("trading.allocationchange", "delete_selected"): (
+        "allocation_change",
+        {"post": "yes"},
+        False,
+    ),
+    ("trading.accountfunds", "delete_selected"): ("account_funds", {"post": "yes"}, True),
 }
 
 # Pages the console adds, and the change forms of what staff may edit: (url name, World
