@@ -68,6 +68,8 @@ PAGE_CASES = {
 }
 # Read-only pages outside admin.site's own URLs; each needs view permissions.
 READ_PAGES = {"admin-dashboard", "admin-scorecard", "admin-portfolio", "admin-portfolio-ledger"}
+# Pages of the signed-in staff member's own settings: no permission, nobody else's rows.
+OWN_PAGES = {"admin-notification-settings"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -107,7 +109,7 @@ def test_every_admin_action_and_page_has_a_persona_case(rf):
     }
     assert added_pages <= set(PAGE_CASES)
     outside_site = {p.name for route, p in url_routes() if route.startswith("admin/")}
-    assert outside_site == READ_PAGES
+    assert outside_site == READ_PAGES | OWN_PAGES
 
 
 @pytest.fixture
@@ -145,7 +147,8 @@ def test_users_who_are_not_staff_are_sent_to_the_login_page(client, world, perso
     before = database_state()
     answers = [post_action(client, world, model, action) for model, action in ACTION_CASES]
     answers += [post_page(client, world, name) for name in PAGE_CASES]
-    answers += [client.get(reverse(name)) for name in READ_PAGES]
+    answers += [client.get(reverse(name)) for name in READ_PAGES | OWN_PAGES]
+    answers += [client.post(reverse(name)) for name in OWN_PAGES]
     for response in answers:
         assert response.status_code == 302 and response.url.startswith("/admin/login/")
     assert database_state() == before
@@ -188,6 +191,14 @@ def test_staff_who_may_view_see_a_read_page_with_every_users_rows(client, world,
     assert response.status_code == 200
     if name == "admin-scorecard":
         assert MARKER in response.content.decode()
+@pytest.mark.parametrize("name", sorted(OWN_PAGES))
+def test_staff_see_only_their_own_settings_page(client, world, name):
+    client.force_login(world.charlie_bare)
+    response = client.get(reverse(name))
+    assert response.status_code == 200
+    assert MARKER not in response.content.decode()
+
+
 @pytest.mark.parametrize("name", ["admin-portfolio", "admin-portfolio-ledger"])
 def test_staff_who_may_view_see_the_portfolio_of_the_user_they_choose(client, world, name):
     # The control for the test above: the same page, with view permissions, shows alice's.
