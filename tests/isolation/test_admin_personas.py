@@ -80,6 +80,8 @@ PAGE_CASES = {
 READ_PAGES = {"admin-dashboard", "admin-scorecard", "admin-portfolio", "admin-portfolio-ledger"}
 # Read-only admin pages of one object: (url name, World attribute for the id).
 ADMIN_READ_PAGES = {"trading_tradeproposal_state": "proposal"}
+# Pages of the signed-in staff member's own settings: no permission, nobody else's rows.
+OWN_PAGES = {"admin-notification-settings"}
 
 
 def change_form(instance, **changes) -> dict:
@@ -119,7 +121,7 @@ def test_every_admin_action_and_page_has_a_persona_case(rf):
     }
     assert added_pages <= set(PAGE_CASES) | set(ADMIN_READ_PAGES)
     outside_site = {p.name for route, p in url_routes() if route.startswith("admin/")}
-    assert outside_site == READ_PAGES
+    assert outside_site == READ_PAGES | OWN_PAGES
 
 
 @pytest.fixture
@@ -161,7 +163,8 @@ def test_users_who_are_not_staff_are_sent_to_the_login_page(client, world, perso
     before = database_state()
     answers = [post_action(client, world, model, action) for model, action in ACTION_CASES]
     answers += [post_page(client, world, name) for name in PAGE_CASES]
-    answers += [client.get(reverse(name)) for name in READ_PAGES]
+    answers += [client.get(reverse(name)) for name in READ_PAGES | OWN_PAGES]
+    answers += [client.post(reverse(name)) for name in OWN_PAGES]
     answers += [client.get(admin_read_url(world, name)) for name in ADMIN_READ_PAGES]
     for response in answers:
         assert response.status_code == 302 and response.url.startswith("/admin/login/")
@@ -220,6 +223,14 @@ def test_staff_who_may_view_read_an_objects_page_of_any_user(client, world, name
     response = client.get(admin_read_url(world, name))
     assert response.status_code == 200 and response.json()["proposal_status"] == "PENDING"
     assert database_state() == before
+
+
+@pytest.mark.parametrize("name", sorted(OWN_PAGES))
+def test_staff_see_only_their_own_settings_page(client, world, name):
+    client.force_login(world.charlie_bare)
+    response = client.get(reverse(name))
+    assert response.status_code == 200
+    assert MARKER not in response.content.decode()
 
 
 @pytest.mark.parametrize("name", ["admin-portfolio", "admin-portfolio-ledger"])
