@@ -189,7 +189,9 @@ def populate(url: str, rows: int, reuse: bool = False) -> dict:
     from trading.models import Policy
 
     started = time.perf_counter()
-    if not reuse:
+    if reuse:
+        call_command("migrate", verbosity=0)  # indexes added since it was filled
+    else:
         recreate_database(url)
         connection.close()
         call_command("migrate", verbosity=0)
