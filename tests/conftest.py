@@ -200,3 +200,13 @@ def clean_env(monkeypatch):
         if name.startswith("BITVAVO_") and name.endswith(("_KEY", "_SECRET")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ORACLE_ROLE", "web")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's admin client, signed in as after entering a TOTP code: a superuser
+    reaches the console only so."""
+    from tests.factories import login_verified
+
+    login_verified(client, admin_user)
+    return client
