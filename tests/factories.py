@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
@@ -28,7 +29,9 @@ from trading.models import (
 
 
 @functools.cache
-def _password_hash() -> str:
+def _password_hash(hashers: tuple[str, ...]) -> str:
+    # Per hasher setting: some tests switch to a fast hasher, and a hash made under theirs
+    # would not log in under the default one (whichever test happens to run first).
     return make_password("correct horse battery staple")
 
 
@@ -40,7 +43,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     # Hashed once per run, not once per user: PBKDF2 is slow on purpose.
-    password = factory.LazyFunction(lambda: _password_hash())
+    password = factory.LazyFunction(lambda: _password_hash(tuple(settings.PASSWORD_HASHERS)))
 
 
 def api_token(user, *, scope: str = "trade", name: str = "test") -> str:
