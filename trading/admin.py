@@ -503,7 +503,7 @@ class AllocationChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AccountFunds)
-class AccountFundsAdmin(admin.ModelAdmin):
+class AccountFundsAdmin(ScaledAdmin):
     """Deposits less withdrawals of the shared account, per asset, recorded by staff: what
     oracle_report adds to every user's fills to expect the exchange's balances."""
 

@@ -480,8 +480,6 @@ CHECKS: tuple[Callable[[PreflightContext], CheckResult], ...] = (
     check_holding,
     check_allocation,
     check_balance,  # the account-wide recheck: the last guard
-    check_balance,
-    check_price_drift,
 )
 
 

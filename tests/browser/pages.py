@@ -77,14 +77,29 @@ def click_confirm_to_page(
     return page_marker(browser, expect, text)
 
 
+def current_code(username: str) -> str:
+    """The code an authenticator app shows now for the user's confirmed TOTP device."""
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user__username=username, confirmed=True)
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
 def sign_in(
     browser: WebDriver, base_url: str, *, username: str, password: str, next_url: str, expect: str
 ) -> WebElement:
-    """Signs a staff member in through the admin's login page and returns the marker of the
+    """Signs a staff member in through the admin's login page (and, for staff who may move
+    money, its two-factor step with the code of their device) and returns the marker of the
     page `next_url` leads to. Every browser test signs in here, so a change to how staff
     sign in is made once."""
     open_page(browser, f"{base_url}/admin/login/?next={next_url}", expect="#id_username")
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(password)
     login = browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]')
-    return click_to_page(browser, login, expect=expect)
+    marker = click_to_page(browser, login, expect=f"{expect}, #id_otp_token")
+    if marker.get_attribute("id") != "id_otp_token":
+        return marker
+    marker.send_keys(current_code(username))
+    verify = browser.find_element(By.CSS_SELECTOR, 'input[value="Verify"]')
+    return click_to_page(browser, verify, expect=expect)

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from config.celery import app
-from tests.browser.pages import click_to_page, open_page
+from tests.browser.pages import click_to_page, current_code, open_page
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, totp_device
 from tests.workers import celery_worker, wait_for
 from trading.models import TradeExecution, TradeProposal
@@ -86,12 +84,6 @@ def operator():
     return user
 
 
-def current_code(user) -> str:
-    """The code an authenticator app shows now for the user's device."""
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
-
-
 def run_action(browser, proposal_id: int, action: str, *, heading: str) -> None:
     """Ticks the proposal, picks the action and waits for its confirmation page."""
     browser.find_element(By.CSS_SELECTOR, f'input.action-select[value="{proposal_id}"]').click()
@@ -118,7 +110,7 @@ def test_an_operator_approves_and_executes_in_the_console_and_sees_the_order(
     # Money moves only after the second factor: the console asks for the code first.
     click_to_page(browser, login, expect="#id_otp_token")
     browser.save_screenshot(shots / "0-code.png")
-    browser.find_element(By.ID, "id_otp_token").send_keys(current_code(olivia))
+    browser.find_element(By.ID, "id_otp_token").send_keys(current_code(olivia.username))
     verify = browser.find_element(By.CSS_SELECTOR, 'input[value="Verify"]')
     stop = click_to_page(browser, verify, expect=".kill-switch")
     assert "Emergency stop: off" in stop.text

@@ -34,6 +34,7 @@ from tests.factories import (
     TradeHistoryFactory,
     TradeProposalFactory,
     UserFactory,
+    totp_device,
 )
 from tests.workers import celery_worker
 from trading.models import TradeExecution
@@ -103,6 +104,7 @@ def operator():
         "execute_proposal",
     ]
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    totp_device(user)  # who may move money signs in with a second factor
     return user
 
 

@@ -6,7 +6,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from notifications.telegram import telegram_update_handle
-from tests.browser.pages import click_to_page, open_page
+from tests.browser.pages import click_to_page, open_page, sign_in
 from tests.browser.test_approval_console import PASSWORD, browser  # noqa: F401 - the fixture
 from tests.factories import UserFactory
 from tests.telegram_server import TelegramServer
@@ -25,15 +25,14 @@ def bot_api(settings):
 
 def test_the_button_gives_a_code_that_links_the_chat(browser, live_server, bot_api):  # noqa: F811
     UserFactory(username="olivia", is_staff=True)
-    open_page(
+    status = sign_in(
         browser,
-        f"{live_server.url}/admin/login/?next=/admin/notifications/mine/",
-        expect="#id_username",
+        live_server.url,
+        username="olivia",
+        password=PASSWORD,
+        next_url="/admin/notifications/mine/",
+        expect="#telegram-status",
     )
-    browser.find_element(By.ID, "id_username").send_keys("olivia")
-    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    login = browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]')
-    status = click_to_page(browser, login, expect="#telegram-status")
     assert status.text == "not linked"
 
     button = browser.find_element(By.ID, "telegram-link")

@@ -97,7 +97,7 @@ def test_a_changelist_never_counts_or_lists_distinct_values_over_the_whole_table
     client, name, settings
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     add_rows(3)
     with CaptureQueriesContext(connection) as captured:
         page = client.get(reverse(name))
@@ -111,7 +111,7 @@ def test_the_capped_pager_stops_counting_at_its_cap(client, settings, monkeypatc
     monkeypatch.setattr("core.admin.LIST_COUNT_CAP", 3)
     monkeypatch.setattr(admin.site._registry[ExchangeCall], "list_per_page", 2)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     for _ in range(5):
         ExchangeCall.objects.create(key_role="readonly", method="GET", path="/x", latency_ms=1)
     url = reverse("admin:exchange_exchangecall_changelist")

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.orders import TradeClient
 from exchange.services import balances_refresh
 from ops.report import holdings_balances, market_price
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, login_verified
 from trading.models import TradeExecution
 from trading.selectors import holdings_get
 from trading.send import execution_run
@@ -101,7 +101,7 @@ def test_a_trade_outside_the_product_is_a_difference_and_an_alert(mixed_run, cli
     assert samples[("oracle_holdings_alert", (("asset", "ETH"),))] == 0
     assert samples[("oracle_holdings_difference", (("asset", "BTC"),))] == float(btc.difference)
 
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
     page = client.get("/admin/dashboard/").content.decode()
     assert "HOLDINGS_DIFFER: the exchange holds +" in page
     assert "ETH adds up" in page

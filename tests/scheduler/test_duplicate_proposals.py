@@ -18,7 +18,9 @@ from trading.models import TradeExecution, TradeProposal
 pytestmark = pytest.mark.django_db
 
 
-def test_the_same_market_and_side_pending_is_not_proposed_again(market_data, llm):
+def test_the_same_market_and_side_pending_is_not_proposed_again(market_data, llm, settings):
+    # The advisor must be asked again: an unchanged market would skip it (UNCHANGED).
+    settings.SCAN_UNCHANGED_DIGITS = 0
     llm.default = proposal_reply(market="ETH-EUR", side="buy", amount_eur="30.00", confidence=75)
     first_job = scan_job()
     second_job = ScanJobFactory(user=first_job.user, markets=MARKETS, interval_minutes=15)

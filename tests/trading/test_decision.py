@@ -20,6 +20,7 @@ from tests.factories import (
     TradeHistoryFactory,
     TradeProposalFactory,
     UserFactory,
+    login_verified,
 )
 from trading.admin import TradeProposalAdmin
 from trading.decision import CHART_CANDLES, decision_state, proposal_decision
@@ -132,7 +133,7 @@ def test_a_market_the_exchange_cannot_read_leaves_the_chart_and_price_unavailabl
 
 def test_the_page_shows_the_screen_and_its_buttons_and_no_save(client, exchange, alice):
     proposal = TradeProposalFactory(user=alice, price_at_proposal=Decimal("50000"))
-    client.force_login(staff("approve_proposal", "execute_proposal"))
+    login_verified(client, staff("approve_proposal", "execute_proposal"))
     response = client.get(reverse("admin:trading_tradeproposal_change", args=[proposal.pk]))
     html = response.content.decode()
     assert response.status_code == 200
@@ -159,7 +160,7 @@ def test_the_page_shows_the_screen_and_its_buttons_and_no_save(client, exchange,
 def test_the_buttons_go_through_the_services_and_the_admin_log(client, exchange, alice):
     proposal = TradeProposalFactory(user=alice)
     operator = staff("approve_proposal", "execute_proposal")
-    client.force_login(operator)
+    login_verified(client, operator)
     page = reverse("admin:trading_tradeproposal_change", args=[proposal.pk])
 
     response = client.post(reverse("admin:trading_tradeproposal_approve", args=[proposal.pk]))
@@ -192,7 +193,7 @@ def test_the_buttons_go_through_the_services_and_the_admin_log(client, exchange,
 
 def test_a_rejection_needs_a_reason(client, exchange, alice):
     proposal = TradeProposalFactory(user=alice)
-    client.force_login(staff("approve_proposal"))
+    login_verified(client, staff("approve_proposal"))
     url = reverse("admin:trading_tradeproposal_reject", args=[proposal.pk])
     client.post(url, {"reason": "  "})
     proposal.refresh_from_db()

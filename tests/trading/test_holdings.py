@@ -145,8 +145,8 @@ def test_a_buy_over_the_allocation_is_refused_and_reaches_nothing(policy, priced
     assert refused_codes(over) == ["ALLOCATION_EXCEEDED"]
     detail = next(c for c in over.preflight["checks"] if c["rule"] == "allocation")["detail"]
     assert detail == (
-        "60.00 EUR invested (60.00 in open positions, 0.00 in open buys) + 40.01 EUR asked "
-        "exceeds the allocation of 100.00 EUR."
+        "60.00 EUR invested (60.00 EUR in open positions, 0.00 EUR in open buys) + 40.01 EUR "
+        "asked exceeds the allocation of 100.00 EUR."
     )
     assert priced.orders() == []
 

@@ -57,7 +57,7 @@ def test_the_admin_keeps_the_model_bounds_and_the_owner(client):
 
 def test_staff_fund_a_user_by_changing_the_allocation_and_it_is_audited(client):
     operator = UserFactory(is_staff=True, is_superuser=True)
-    client.force_login(operator)
+    login_verified(client, operator)
     policy = PolicyFactory(allocation_eur="100")
     url = reverse("admin:trading_policy_change", args=[policy.pk])
 

@@ -319,8 +319,8 @@ def test_a_buy_up_to_the_allocation_passes_and_one_cent_more_is_refused():
     refused = check_allocation(over)
     assert (refused.passed, refused.code) == (False, "ALLOCATION_EXCEEDED")
     assert refused.detail == (
-        "125.00 EUR invested (100.00 in open positions, 25.00 in open buys) + 375.01 EUR asked "
-        "exceeds the allocation of 500 EUR."
+        "125.00 EUR invested (100.00 EUR in open positions, 25.00 EUR in open buys) + 375.01 EUR "
+        "asked exceeds the allocation of 500.00 EUR."
     )
 
 
