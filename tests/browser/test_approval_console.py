@@ -8,81 +8,19 @@ execution appear SUBMITTED with the exchange's order id. The simulator gets exac
 Screenshots of each page are saved under the test's tmp_path.
 """
 
-import tempfile
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from config.celery import app
+from tests.browser.conftest import PASSWORD, operator
 from tests.browser.pages import click_to_page, current_code, open_page
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, totp_device
-from tests.workers import celery_worker, wait_for
+from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory
+from tests.workers import wait_for
 from trading.models import TradeExecution, TradeProposal
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser():
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1400,1000",
-            f"--user-data-dir={profile}",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        try:
-            yield driver
-        finally:
-            driver.quit()
-
-
-@pytest.fixture
-def execute_worker(exchange):
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("execute")
-    env = {
-        "ORACLE_ROLE": "execute",
-        "BITVAVO_API_URL": exchange.api_url,
-        "BITVAVO_READONLY_KEY": "",
-        "BITVAVO_READONLY_SECRET": "",
-        **exchange.server.trade_env(),
-    }
-    with celery_worker(queue="execute", env=env) as worker:
-        yield worker
-
-
-def operator():
-    user = UserFactory(username="olivia", is_staff=True)
-    codenames = [
-        "view_tradeproposal",
-        "view_tradeexecution",
-        "approve_proposal",
-        "execute_proposal",
-    ]
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    totp_device(user)
-    return user
-
 
 def run_action(browser, proposal_id: int, action: str, *, heading: str) -> None:
     """Ticks the proposal, picks the action and waits for its confirmation page."""

@@ -12,7 +12,6 @@ Full-page screenshots are saved under var/screenshots/ for people to look at.
 
 import base64
 import json
-import tempfile
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,92 +19,23 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Permission
 from django.utils import timezone
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from config.celery import app
 from exchange.readonly import ReadonlyClient
+from tests.browser.conftest import HEIGHT, PASSWORD, WIDTH, operator
 from tests.browser.pages import click_confirm_to_page, page_marker, sign_in, wait_until
 from tests.factories import (
     PolicyFactory,
     TradeHistoryFactory,
     TradeProposalFactory,
     UserFactory,
-    totp_device,
 )
-from tests.workers import celery_worker
 from trading.models import TradeExecution
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-PASSWORD = "correct horse battery staple"
-WIDTH, HEIGHT = 1440, 900
 SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
-
-
-@pytest.fixture
-def browser():
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--window-size={WIDTH},{HEIGHT}",
-            f"--user-data-dir={profile}",
-        ):
-            options.add_argument(flag)
-        # Every request the page makes (performance) and every console message (browser).
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        try:
-            # The viewport, not the window, is what "above the fold" means.
-            driver.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
-            )
-            yield driver
-        finally:
-            driver.quit()
-
-
-@pytest.fixture
-def execute_worker(exchange):
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("execute")
-    env = {
-        "ORACLE_ROLE": "execute",
-        "BITVAVO_API_URL": exchange.api_url,
-        "BITVAVO_READONLY_KEY": "",
-        "BITVAVO_READONLY_SECRET": "",
-        **exchange.server.trade_env(),
-    }
-    with celery_worker(queue="execute", env=env) as worker:
-        yield worker
-
-
-def operator():
-    user = UserFactory(username="olivia", is_staff=True)
-    codenames = [
-        "view_tradeproposal",
-        "view_tradeexecution",
-        "approve_proposal",
-        "execute_proposal",
-    ]
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    totp_device(user)  # who may move money signs in with a second factor
-    return user
 
 
 def above_the_fold(browser, selector: str) -> bool:

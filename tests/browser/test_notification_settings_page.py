@@ -6,8 +6,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from notifications.telegram import telegram_update_handle
+from tests.browser.conftest import PASSWORD
 from tests.browser.pages import click_to_page, open_page, sign_in
-from tests.browser.test_approval_console import PASSWORD, browser  # noqa: F401 - the fixture
 from tests.factories import UserFactory
 from tests.telegram_server import TelegramServer
 
