@@ -5,16 +5,16 @@ own database connection) and counting the orders that reached the simulator.
 """
 
 import multiprocessing
-import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, holding_give
+from tests.threads import run_in_parallel
 from trading.claim import client_order_id_for, execution_claim
 from trading.models import ProposalEvent, TradeExecution, TradeHistory, TradeProposal
 from trading.reconcile import executions_reconcile
@@ -23,28 +23,6 @@ from trading.services import emergency_stop_set, proposal_override_set
 
 # Everything here runs on PostgreSQL and, in `make test`'s second run, on SQLite (the demo).
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-
-def run_in_parallel(target, args_list):
-    """Runs target(*args) in one thread each, all released at once; returns the results."""
-    barrier = threading.Barrier(len(args_list))
-    results = [None] * len(args_list)
-
-    def worker(index, args):
-        try:
-            barrier.wait()
-            results[index] = target(*args)
-        except Exception as error:  # collected, asserted by the caller
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, args)) for i, args in enumerate(args_list)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 def execute(proposal):

@@ -4,13 +4,12 @@ user's holding (from their own fills, less their open sells), a buy by their all
 against the simulator over HTTP; concurrent claims run in parallel threads, each with its
 own connection, and the orders that reached the simulator are counted."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from tests.factories import PolicyFactory, TradeProposalFactory, holding_give
+from tests.threads import run_in_parallel
 from trading.models import ProposalEvent, TradeExecution
 from trading.preflight import preflight_preview
 from trading.send import execution_run
@@ -45,29 +44,6 @@ def proposal(user, side, amount):
 def refused_codes(outcome) -> list[str]:
     assert outcome.execution is None, "the proposal was executed"
     return outcome.refused_codes
-
-
-def run_at_once(target, args_list):
-    """target(*args) in one thread each, released together by a barrier; the results."""
-    barrier = threading.Barrier(len(args_list))
-    results = [None] * len(args_list)
-
-    def worker(index, args):
-        try:
-            barrier.wait()
-            results[index] = target(*args)
-        except Exception as error:  # asserted by the caller
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, a)) for i, a in enumerate(args_list)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a claim did not finish"
-    return results
 
 
 def test_a_user_without_btc_cannot_sell_btc_and_nothing_reaches_the_exchange(policy, priced):
@@ -114,7 +90,7 @@ def test_concurrent_sells_of_one_holding_pass_only_as_far_as_it_goes(policy, pri
     holding_give(policy.user, quantity="0.002")  # 100.00 EUR: three sells of 30 fit, not four
     sells = [proposal(policy.user, "sell", "30.00") for _ in range(5)]
 
-    results = run_at_once(lambda p: execution_run(proposal=p), [(p,) for p in sells])
+    results = run_in_parallel(lambda p: execution_run(proposal=p), [(p,) for p in sells])
 
     errors = [r for r in results if isinstance(r, Exception)]
     assert errors == []
@@ -130,7 +106,7 @@ def test_two_concurrent_sells_of_the_whole_holding_cannot_both_pass(policy, pric
     holding_give(policy.user, quantity="0.001")  # 50.00 EUR
     sells = [proposal(policy.user, "sell", "50.00") for _ in range(2)]
 
-    results = run_at_once(lambda p: execution_run(proposal=p), [(p,) for p in sells])
+    results = run_in_parallel(lambda p: execution_run(proposal=p), [(p,) for p in sells])
 
     assert sorted(r.execution is None for r in results) == [False, True]
     assert len(priced.orders()) == 1
@@ -169,7 +145,7 @@ def test_concurrent_buys_count_each_others_claims_against_the_allocation(policy,
     policy.save()
     buys = [proposal(policy.user, "buy", "30.00") for _ in range(4)]
 
-    results = run_at_once(lambda p: execution_run(proposal=p), [(p,) for p in buys])
+    results = run_in_parallel(lambda p: execution_run(proposal=p), [(p,) for p in buys])
 
     assert [r for r in results if isinstance(r, Exception)] == []
     assert sum(r.execution is not None for r in results) == 3
