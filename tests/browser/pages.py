@@ -41,15 +41,9 @@ def click_to_page(
 ) -> WebElement:
     """Clicks `element`, which loads another page, and returns that page's marker."""
     old_page = browser.find_element(By.TAG_NAME, "html")
-    label = element.get_attribute("value") or element.text or element.tag_name
+    label = _label(element)
     element.click()
-    wait_until(browser, EC.staleness_of(old_page), what=f"the page to change after {label!r}")
-    wait_until(
-        browser,
-        lambda b: b.execute_script("return document.readyState") == "complete",
-        what=f"the page after {label!r} to finish loading",
-    )
-    return page_marker(browser, expect, text)
+    return _next_page(browser, old_page, label, expect=expect, text=text)
 
 
 def open_page(browser: WebDriver, url: str, *, expect: str, text: str | None = None) -> WebElement:
@@ -64,10 +58,21 @@ def click_confirm_to_page(
     """Clicks `element`, accepts the confirmation dialog it opens, and returns the marker of
     the page the confirmed form loads."""
     old_page = browser.find_element(By.TAG_NAME, "html")
-    label = element.get_attribute("value") or element.text or element.tag_name
+    label = _label(element)
     element.click()
     dialog = wait_until(browser, EC.alert_is_present(), what=f"the confirmation of {label!r}")
     dialog.accept()
+    return _next_page(browser, old_page, label, expect=expect, text=text)
+
+
+def _label(element: WebElement) -> str:
+    return element.get_attribute("value") or element.text or element.tag_name
+
+
+def _next_page(
+    browser: WebDriver, old_page: WebElement, label: str, *, expect: str, text: str | None
+) -> WebElement:
+    """The old page gone stale, the new one loaded, its marker."""
     wait_until(browser, EC.staleness_of(old_page), what=f"the page to change after {label!r}")
     wait_until(
         browser,
