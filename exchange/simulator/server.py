@@ -10,6 +10,7 @@ simulator has it.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -69,6 +70,8 @@ ROUTES = {
     ("GET", "/trades"): (5, "trade"),
 }
 MARKET_PATH = re.compile(r"^/([A-Z0-9]+-[A-Z0-9]+)/(book|candles)$")
+# How long a reset waits for requests still being handled (below the control client's timeout).
+RESET_DRAIN_SECONDS = 8
 DEMO_READONLY = ("R" * 8 + "demo-readonly-key").ljust(64, "0"), "demo-readonly-secret"
 DEMO_TRADE = ("T" * 8 + "demo-trade-key").ljust(64, "0"), "demo-trade-secret"
 
@@ -116,9 +119,10 @@ class Handler(BaseHTTPRequestHandler):
             elif parts.path.startswith("/v2/"):
                 route = parts.path[len("/v2") :]
                 signed_path = parts.path + (f"?{parts.query}" if parts.query else "")
-                status, data, headers = self.server.api(
-                    method, route, params, raw_body, signed_path, self.headers
-                )
+                with self.server.in_flight():
+                    status, data, headers = self.server.api(
+                        method, route, params, raw_body, signed_path, self.headers
+                    )
             else:
                 raise SimulatorError(404, 110, "Invalid endpoint.")
         except DroppedConnection:
@@ -159,6 +163,25 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address, state: SimulatorState):
         super().__init__(address, Handler)
         self.state = state
+        self._requests = 0  # API requests being handled (a slow one may act after its client left)
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def in_flight(self):
+        with self._idle:
+            self._requests += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._requests -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = RESET_DRAIN_SECONDS) -> None:
+        """Until no API request is being handled: a request held up by injected latency
+        still acts when its client has given up, and must not act after a reset."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._requests == 0, timeout=timeout)
 
     def handle_error(self, request, client_address):
         # A client that timed out and hung up is part of the game, not a server error.
@@ -411,6 +434,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         state = self.state
         body = json.loads(raw_body) if raw_body else {}
         if path == "/_sim/reset" and method == "POST":
+            self.wait_idle()
             with state.lock:
                 state.history_days = state.initial_history_days
                 state.reset()
@@ -498,6 +522,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                     "orders": len(state.orders),
                     "answered_429": state.answered_429,
                     "requests": state.requests,
+                    "requests_in_flight": self._requests,
                     "weight_charged": state.weight_charged,
                     "balances": {
                         asset: {"available": _s(available), "inOrder": _s(in_order)}

@@ -108,6 +108,19 @@ def test_a_read_timeout_is_an_unknown_outcome(trade_client, exchange, settings):
     assert caught.value.code == "EXCHANGE_TIMEOUT"
 
 
+def test_a_reset_waits_for_a_request_whose_client_gave_up(trade_client, exchange, settings):
+    # The slow order still acts at the exchange after the timeout: it must not act after the
+    # reset that starts the next test (the simulator waits for it, then forgets it).
+    settings.BITVAVO_READ_TIMEOUT = 0.2
+    exchange.control.inject("latency", seconds=3.0)
+    with pytest.raises(ExchangeOutcomeUnknown):
+        place(trade_client)
+    assert exchange.control.state()["requests_in_flight"] == 1
+    exchange.control.reset()
+    assert exchange.control.state()["requests_in_flight"] == 0
+    assert exchange.orders() == []
+
+
 def test_latency_within_the_timeout_is_just_slow(trade_client, exchange):
     exchange.control.inject("latency", seconds=0.3)
     assert place(trade_client)["status"] == "filled"
