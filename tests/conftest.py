@@ -81,16 +81,24 @@ def _no_connection_left_at_the_end(django_db_setup, django_db_blocker):
     yield
     if connection.vendor != "postgresql" or not _test_database_created():
         return  # SQLite's file is removed, not dropped; or no test needed a database
+    from exchange.call_log import call_log_connection_forget
+
+    call_log_connection_forget()  # this process's own: closed, not cut
     with django_db_blocker.unblock(), connection.cursor() as cursor:
+        # Each cut waits (up to 5 s) for the backend to be gone: the drop comes right after.
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
 
 
+# The database as configured, before pytest-django points the connection at its test copy.
+_CONFIGURED_DATABASE = settings.DATABASES["default"]["NAME"]
+
+
 def _test_database_created() -> bool:
     # pytest-django creates the test database only if a selected test uses one.
-    return connection.settings_dict["NAME"] == connection.creation._get_test_db_name()
+    return connection.settings_dict["NAME"] != _CONFIGURED_DATABASE
 
 
 @pytest.fixture(autouse=True, scope="session")
