@@ -8,6 +8,7 @@ show a marker.
     heading = click_to_page(browser, button, expect="h1", text="Approve?")
 """
 
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -65,6 +66,24 @@ def click_confirm_to_page(
     return _next_page(browser, old_page, label, expect=expect, text=text)
 
 
+def _gone(old_page: WebElement):
+    """Selenium's staleness_of, plus the answer ChromeDriver gives for a node of a document
+    that is being replaced ("does not belong to the document"): that page is gone too."""
+
+    def check(_browser) -> bool:
+        try:
+            old_page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in (error.msg or ""):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def _label(element: WebElement) -> str:
     return element.get_attribute("value") or element.text or element.tag_name
 
@@ -73,7 +92,7 @@ def _next_page(
     browser: WebDriver, old_page: WebElement, label: str, *, expect: str, text: str | None
 ) -> WebElement:
     """The old page gone stale, the new one loaded, its marker."""
-    wait_until(browser, EC.staleness_of(old_page), what=f"the page to change after {label!r}")
+    wait_until(browser, _gone(old_page), what=f"the page to change after {label!r}")
     wait_until(
         browser,
         lambda b: b.execute_script("return document.readyState") == "complete",
