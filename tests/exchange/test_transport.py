@@ -20,6 +20,7 @@ from exchange.models import ExchangeCall
 from exchange.orders import TradeClient
 from exchange.readonly import ReadonlyClient
 from exchange.transport import RateLimitState
+from tests.workers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -221,19 +222,20 @@ def start_just_before_the_exchanges_minute_turns(exchange, transport, before_ms:
     away; a loaded machine can miss so narrow a window (the turn passes between two polls),
     and then the next turn is brought a second away again: a bounded number of tries, each
     bounded in time, never a wait for the real next minute."""
+    left = []  # the exchange's ms to its turn, at each poll
+
+    def near_or_past() -> bool:
+        left.append(60_000 - transport._server_now_ms() % 60_000)
+        return left[-1] <= before_ms or left[-1] > 58_000  # > 58 s: the turn went by
+
     for _ in range(20):
         now = int(time.time() * 1000)
         exchange.control.set_clock_skew(60_000 - now % 60_000 - 1_000)
         cache.delete(transport._offset_key)
         transport.clock_offset_ms()  # learned as a fresh process would
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            left = 60_000 - transport._server_now_ms() % 60_000
-            if left <= before_ms:
-                return
-            if left > 58_000:  # the turn went by between two polls
-                break
-            time.sleep(0.0002)
+        wait_for(near_or_past, timeout=3, every=0.0002, what="the exchange's minute to turn")
+        if left[-1] <= before_ms:
+            return
     pytest.fail(f"never caught the exchange's minute {before_ms} ms from turning in 20 tries")
 
 
