@@ -186,6 +186,7 @@ def populate(url: str, rows: int, reuse: bool = False) -> dict:
     from django.test import Client
 
     from scheduler.models import ScanJob
+    from trading.flows import account_flows_rebuild
     from trading.models import Policy
 
     started = time.perf_counter()
@@ -199,6 +200,7 @@ def populate(url: str, rows: int, reuse: bool = False) -> dict:
         with connection.cursor() as cursor:
             for statement in FILL:
                 cursor.execute(statement, params)
+        account_flows_rebuild()  # the history was written in SQL, past the finish step
         users = list(get_user_model().objects.filter(username__startswith="u").order_by("pk"))
         Policy.objects.bulk_create([Policy(user=user, allowlist=MARKETS) for user in users])
         ScanJob.objects.bulk_create([ScanJob(user=user, markets=MARKETS) for user in users])

@@ -18,6 +18,7 @@ from evaluation.models import AdvisorDecision, ProposalOutcome
 from notifications.models import NotificationDelivery, NotificationEvent, NotificationSettings
 from portfolio.models import PortfolioSnapshot
 from scheduler.models import ScanJob
+from trading.flows import account_flows_add
 from trading.models import (
     EmergencyStop,
     Policy,
@@ -175,6 +176,14 @@ class TradeHistoryFactory(factory.django.DjangoModelFactory):
     price = Decimal("50000")
     fee = Decimal("0.0625")
     executed_at = factory.LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # As the finish step records a fill: its moves go to the kept account flows too.
+        row = super()._create(model_class, *args, **kwargs)
+        order = row.execution.bitvavo_response or {}
+        account_flows_add([row], order_fee_currency=str(order.get("feeCurrency") or ""))
+        return row
 
 
 class GptUsageLogFactory(factory.django.DjangoModelFactory):

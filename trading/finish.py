@@ -22,6 +22,7 @@ from core.logs import log_event
 from exchange.fills import order_fills
 from notifications.services import Event, notification_enqueue
 from trading.fills import execution_fill_fields, history_rows_for, proposal_fill_fields
+from trading.flows import account_flows_add
 from trading.models import TradeExecution, TradeHistory, TradeProposal
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def execution_finish_order(
             **proposal_fill_fields(fields), updated_at=now
         )
         if fields["status"] == Status.SUBMITTED:
-            TradeHistory.objects.bulk_create(history_rows_for(execution, fills))
+            rows = TradeHistory.objects.bulk_create(history_rows_for(execution, fills))
+            account_flows_add(rows, order_fee_currency=str(order.get("feeCurrency") or ""))
         notification_enqueue(
             event=Event.EXECUTION_ENDED, user_id=execution.user_id, execution_id=execution.pk
         )

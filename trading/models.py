@@ -205,6 +205,23 @@ class AccountFunds(models.Model):
         return f"{self.asset}: {self.amount}"
 
 
+class AccountFlow(models.Model):
+    """What every user's fills together moved in the shared account, per asset, since the
+    first fill: kept by trading/flows.py in the transaction that records the fills, so the
+    holdings check reads one row per asset however long the history is."""
+
+    asset = models.CharField(max_length=16, unique=True)
+    # Sums of quantities (12 places), EUR amounts (8) and fees (12): exact at 12 places.
+    amount = models.DecimalField(max_digits=40, decimal_places=12, default=Decimal("0"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "account_flows"
+
+    def __str__(self) -> str:
+        return f"{self.asset}: {self.amount}"
+
+
 class EmergencyStop(models.Model):
     """The operator's stop for every execution of every user: a single row (id = 1)."""
 
@@ -580,6 +597,8 @@ class TradeHistory(models.Model):
         verbose_name_plural = "trade history"
         indexes = [
             models.Index(fields=["user", "asset", "-executed_at"], name="trade_history_user_asset"),
+            # The holdings check: the fills newer than the last balance read.
+            models.Index(fields=["executed_at"], name="trade_history_executed"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -16,7 +16,14 @@ from exchange.models import BalanceSnapshot
 from trading.errors import NotFound
 from trading.fills import COUNTED_EUR
 from trading.ledger import Fill, Position, fee_in_eur, positions_from_fills
-from trading.models import EmergencyStop, Policy, TradeExecution, TradeHistory, TradeProposal
+from trading.models import (
+    AccountFlow,
+    EmergencyStop,
+    Policy,
+    TradeExecution,
+    TradeHistory,
+    TradeProposal,
+)
 from trading.validators import HoldingFacts, RecentTrade, asset_of, trade_windows
 
 
@@ -351,3 +358,9 @@ def holdings_get(*, user) -> Holdings:
     )
     fills = history_fills(TradeHistory.objects.for_user(user))
     return Holdings(positions=positions_from_fills(fills), open_claims=claims)
+
+
+def account_flows_get() -> dict[str, Decimal]:
+    """Per asset, what every user's fills together moved in the shared account, as kept by
+    trading/flows.py: one row per asset."""
+    return dict(AccountFlow.objects.values_list("asset", "amount"))

@@ -9,14 +9,23 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.orders import TradeClient
 from exchange.services import balances_refresh
-from ops.report import holdings_balances, market_price
-from tests.factories import PolicyFactory, TradeProposalFactory, UserFactory, login_verified
-from trading.models import TradeExecution
-from trading.selectors import holdings_get
+from ops.report import flows_recount_differences, holdings_balances, market_price
+from tests.factories import (
+    PolicyFactory,
+    TradeProposalFactory,
+    UserFactory,
+    holding_give,
+    login_verified,
+)
+from tests.threads import run_in_parallel
+from trading.models import AccountFlow, TradeExecution, TradeHistory
+from trading.selectors import account_flows_get, holdings_get
 from trading.send import execution_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,3 +114,58 @@ def test_a_trade_outside_the_product_is_a_difference_and_an_alert(mixed_run, cli
     page = client.get("/admin/dashboard/").content.decode()
     assert "HOLDINGS_DIFFER: the exchange holds +" in page
     assert "ETH adds up" in page
+
+
+def test_the_kept_flows_equal_a_recount_from_every_fill(mixed_run):
+    lines = balances()
+
+    assert flows_recount_differences() == {}
+    kept = account_flows_get()
+    assert kept["BTC"] == lines["BTC"].users > 0  # every fill is older than the balances
+    assert kept["ETH"] == lines["ETH"].users > 0
+
+    out = io.StringIO()
+    call_command("oracle_report", stdout=out)
+    assert "kept sums less a recount:      none differ" in out.getvalue()
+
+
+def test_parallel_first_fills_of_an_asset_are_each_added_once(exchange):
+    users = [PolicyFactory(allocation_eur=Decimal("100"), **FREE).user for _ in range(4)]
+    proposals = [
+        TradeProposalFactory(user=u, approved=True, market="BTC-EUR", amount_eur=Decimal("20"))
+        for u in users
+    ]
+    assert not AccountFlow.objects.exists()
+
+    outcomes = run_in_parallel(lambda p: execution_run(proposal=p), [(p,) for p in proposals])
+
+    assert [o.execution.status for o in outcomes] == ["SUBMITTED"] * 4, outcomes
+    assert len(exchange.control.orders()) == 4
+    assert sorted(AccountFlow.objects.values_list("asset", flat=True)) == ["BTC", "EUR"]
+    assert flows_recount_differences() == {}
+    held = sum(holdings_get(user=u).quantity("BTC") for u in users)
+    assert account_flows_get()["BTC"] == held > 0
+
+
+def test_the_holdings_check_reads_the_kept_sums_not_the_history(exchange):
+    user = PolicyFactory(allocation_eur=Decimal("300"), **FREE).user
+    trade(user, "BTC-EUR", "buy", "20.00")
+    balances_refresh()
+    with CaptureQueriesContext(connection) as few:
+        holdings_balances(price_of=market_price)
+    old = [holding_give(user, quantity="0.001").pk for _ in range(30)]  # older than the balances
+    with CaptureQueriesContext(connection) as many:
+        lines = {line.asset: line for line in holdings_balances(price_of=market_price)}
+
+    assert len(many) == len(few)
+    # 30 fills the exchange's account never saw: a difference, from the kept sums.
+    assert lines["BTC"].difference == Decimal("-0.030")
+
+    # Rows removed behind the product's back: the pages still read the sums as kept, and
+    # the report's recount from every fill says they no longer add up.
+    TradeHistory.objects.filter(pk__in=old).delete()
+    lines = {line.asset: line for line in holdings_balances(price_of=market_price)}
+    assert lines["BTC"].difference == Decimal("-0.030")
+    assert flows_recount_differences() == {"BTC": Decimal("0.030"), "EUR": Decimal("-1500")}
+    with pytest.raises(CommandError, match="FLOWS_DIFFER: BTC, EUR"):
+        call_command("oracle_report", stdout=io.StringIO())

@@ -74,6 +74,11 @@ class Command(BaseCommand):
                 f"FILLS_DIFFER: {len(report.fill_differences)} execution(s) recorded other "
                 "fills than the exchange reports."
             )
+        if report.flows_differences:
+            raise CommandError(
+                f"FLOWS_DIFFER: {', '.join(report.flows_differences)}: the kept sums of the "
+                "fills' moves are not what the fills add up to."
+            )
         if report.holding_alerts:
             assets = ", ".join(line.asset for line in report.holding_alerts)
             raise CommandError(
@@ -163,5 +168,7 @@ class Command(BaseCommand):
                 f"{plain(line.unallocated)} = {plain(line.expected)}; exchange {exchange}; "
                 f"difference {difference}" + (f"  ALERT {line.alert}" if line.alert else "")
             )
+        kept = ", ".join(f"{a} {plain(d)}" for a, d in report.flows_differences.items())
+        out(f"  kept sums less a recount:      {kept or 'none differ'}")
         out("")
         out(f"orphans: {report.orphans}")
