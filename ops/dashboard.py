@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
@@ -22,7 +23,13 @@ def _per_user(rows):
     return Coalesce(Subquery(counts.values("n")[:1]), 0)
 
 
-def dashboard_summary() -> dict:
+# Users per page: the page's cost stays the same with thousands of users.
+USERS_PER_PAGE = 50
+
+
+def dashboard_summary(*, users_page: str | int | None = 1) -> dict:
+    """Where every guard stands now. Users come a page at a time, in name order; an
+    unreadable or out-of-range page number gives the first or the last page."""
     now = timezone.now()
     windows = trade_windows(now=now)
     day_start, hour_ago = windows.day_start, windows.hour_start
@@ -47,7 +54,7 @@ def dashboard_summary() -> dict:
     return {
         "now": now,
         "emergency_stop": emergency_stop_get(),
-        "users": users,
+        "users": Paginator(users, USERS_PER_PAGE).get_page(users_page),
         "executions_today": executions,
         "submitting": TradeExecution.objects.filter(status="SUBMITTING").count(),
         "scans": scan_jobs_status(now=now),
@@ -68,5 +75,6 @@ DASHBOARD_PERMISSIONS = (
 def dashboard_view(request):
     if not request.user.has_perms(DASHBOARD_PERMISSIONS):
         raise PermissionDenied
-    context = {**admin.site.each_context(request), "title": "Dashboard", **dashboard_summary()}
+    summary = dashboard_summary(users_page=request.GET.get("page"))
+    context = {**admin.site.each_context(request), "title": "Dashboard", **summary}
     return TemplateResponse(request, "admin/dashboard.html", context)

@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from ops.dashboard import DASHBOARD_PERMISSIONS
+from ops.dashboard import DASHBOARD_PERMISSIONS, USERS_PER_PAGE
 from tests.factories import (
     GptUsageLogFactory,
     PolicyFactory,
@@ -58,3 +58,22 @@ def test_the_console_links_to_the_dashboard_only_for_who_may_open_it(client):
     page = client.get("/admin/trading/tradeproposal/")
     assert page.status_code == 200
     assert link in page.content
+
+
+def test_the_dashboard_shows_users_a_page_at_a_time(client):
+    for n in range(USERS_PER_PAGE + 3):
+        PolicyFactory(user=UserFactory(username=f"trader{n:03d}"))
+    login_verified(client, UserFactory(is_staff=True, is_superuser=True))
+
+    first = client.get("/admin/dashboard/").content.decode()
+    last = client.get("/admin/dashboard/?page=2").content.decode()
+
+    assert "trader000" in first and f"trader{USERS_PER_PAGE - 1:03d}" in first
+    assert f"trader{USERS_PER_PAGE:03d}" not in first
+    assert f"Users 1–{USERS_PER_PAGE} of {USERS_PER_PAGE + 3}" in first
+    assert '<a href="?page=2">next</a>' in first
+    assert f"trader{USERS_PER_PAGE + 2:03d}" in last and "trader000" not in last
+    # A page number a client made up is no error: the first or the last page.
+    for page in ("abc", "0", "999", "-1"):
+        response = client.get(f"/admin/dashboard/?page={page}")
+        assert response.status_code == 200, page
