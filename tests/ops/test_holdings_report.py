@@ -116,6 +116,7 @@ def test_a_trade_outside_the_product_is_a_difference_and_an_alert(mixed_run, cli
     assert "ETH adds up" in page
 
 
+@pytest.mark.sqlite
 def test_the_kept_flows_equal_a_recount_from_every_fill(mixed_run):
     lines = balances()
 
@@ -129,6 +130,7 @@ def test_the_kept_flows_equal_a_recount_from_every_fill(mixed_run):
     assert "kept sums less a recount:      none differ" in out.getvalue()
 
 
+@pytest.mark.sqlite
 def test_parallel_first_fills_of_an_asset_are_each_added_once(exchange):
     users = [PolicyFactory(allocation_eur=Decimal("100"), **FREE).user for _ in range(4)]
     proposals = [
