@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TypeVar
@@ -37,6 +38,11 @@ def call_log_connection():
         settings_dict = dict(connections["default"].settings_dict)
         wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, ALIAS)
         _own.wrapper = wrapper
+        # Kept while its thread lives and closed when the thread ends (its local storage is
+        # dropped then, this token with it): threads that come and go leave no connection
+        # open behind them. The wrapper itself lives on until a garbage collection.
+        _own.token = _ThreadToken()
+        weakref.finalize(_own.token, _close_database_connection, wrapper)
     connections[ALIAS] = wrapper  # this thread only: the ORM reaches it by alias
     try:
         yield ALIAS
@@ -50,10 +56,27 @@ def call_log_connection_forget() -> None:
     wrapper = getattr(_own, "wrapper", None)
     _own.wrapper = None
     if wrapper is not None:
+        _close_quietly(wrapper)
+
+
+class _ThreadToken:
+    """Held only by one thread's local storage."""
+
+
+def _close_database_connection(wrapper) -> None:
+    # The database connection itself: the wrapper may refuse a close from another thread.
+    if wrapper.connection is not None:
         try:
-            wrapper.close()
-        except Exception:  # a cut connection may not close cleanly: it is dropped anyway
+            wrapper.connection.close()
+        except Exception:
             logger.debug("closing the call log connection failed", exc_info=True)
+
+
+def _close_quietly(wrapper) -> None:
+    try:
+        wrapper.close()
+    except Exception:  # a cut connection may not close cleanly: it is dropped anyway
+        logger.debug("closing the call log connection failed", exc_info=True)
 
 
 def _write(write: Callable[[str], T]) -> T:

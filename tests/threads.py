@@ -4,6 +4,8 @@ import threading
 
 from django.db import connection
 
+from exchange.call_log import call_log_connection_forget
+
 
 def run_in_parallel(target, args_list):
     """Runs target(*args) in one thread each, all released at once; returns the results (an
@@ -19,6 +21,7 @@ def run_in_parallel(target, args_list):
             results[index] = error
         finally:
             connection.close()
+            call_log_connection_forget()  # the order calls' log has a connection of its own
 
     threads = [threading.Thread(target=worker, args=(i, args)) for i, args in enumerate(args_list)]
     for thread in threads:

@@ -10,6 +10,7 @@ additions of stored values.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
@@ -78,18 +79,26 @@ def account_flows_add(rows: Iterable[TradeHistory], *, order_fee_currency: str =
     )
     if not moves:
         return
-    if _increment(moves) < len(moves):
-        known = set(AccountFlow.objects.filter(asset__in=moves).values_list("asset", flat=True))
-        missing = {asset: amount for asset, amount in moves.items() if asset not in known}
-        # A concurrent first fill of the same asset may create it too: the row starts at
-        # zero once, and each transaction adds its own moves.
-        AccountFlow.objects.bulk_create(
-            [AccountFlow(asset=asset) for asset in missing], ignore_conflicts=True
+    change = uuid.uuid4()
+    if _increment(moves, change) == len(moves):
+        return
+    # An asset's first fill: its row is created (at zero, once, whoever of several
+    # concurrent adders gets there first), then given the moves this update did not reach.
+    # Rows a concurrent adder committed after the update began were not reached either: the
+    # rows reached are exactly those carrying this change, locked by it until commit.
+    reached = set(
+        AccountFlow.objects.filter(asset__in=moves, last_change=change).values_list(
+            "asset", flat=True
         )
-        _increment(missing)
+    )
+    missing = {asset: move for asset, move in moves.items() if asset not in reached}
+    AccountFlow.objects.bulk_create(
+        [AccountFlow(asset=asset) for asset in missing], ignore_conflicts=True
+    )
+    _increment(missing, change)
 
 
-def _increment(moves: dict[str, Decimal]) -> int:
+def _increment(moves: dict[str, Decimal], change: uuid.UUID) -> int:
     """amount += move for every asset of `moves` that has its row, in one statement."""
     added = Case(
         *(When(asset=name, then=Value(move, output_field=AMOUNT)) for name, move in moves.items()),
@@ -97,7 +106,7 @@ def _increment(moves: dict[str, Decimal]) -> int:
         output_field=AMOUNT,
     )
     return AccountFlow.objects.filter(asset__in=moves).update(
-        amount=F("amount") + added, updated_at=timezone.now()
+        amount=F("amount") + added, last_change=change, updated_at=timezone.now()
     )
 
 

@@ -213,6 +213,9 @@ class AccountFlow(models.Model):
     asset = models.CharField(max_length=16, unique=True)
     # Sums of quantities (12 places), EUR amounts (8) and fees (12): exact at 12 places.
     amount = models.DecimalField(max_digits=40, decimal_places=12, default=Decimal("0"))
+    # The last addition's own id: the adder that finds a row missing tells by it which rows
+    # its update reached (trading/flows.py).
+    last_change = models.UUIDField(null=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -13,10 +13,13 @@ from decimal import Decimal
 
 import pytest
 import requests
+from django.db import connection
 
 from exchange.errors import ExchangeRejected
 from exchange.simulator.server import DEMO_READONLY, SimulatorServer
 from exchange.transport import now_ms, sign
+from tests.threads import run_in_parallel
+from tests.workers import wait_for
 
 from .conftest import ROOT
 
@@ -45,26 +48,17 @@ def signed_get(api_url, pair, path, *, timestamp=None, window="10000", body_for_
 
 @pytest.mark.django_db(transaction=True)  # each thread writes the call log on its own connection
 def test_concurrent_orders_are_all_filled_and_booked_exactly(trade_client, exchange):
-    errors = []
-
     def buy():
-        try:
-            trade_client_for_thread = type(trade_client)()
-            trade_client_for_thread.place_market_order(
-                market="ETH-EUR",
-                side="buy",
-                client_order_id=uuid.uuid4(),
-                amount_quote=Decimal("20"),
-            )
-        except Exception as error:  # collected, so the assertion shows it
-            errors.append(error)
+        return type(trade_client)().place_market_order(
+            market="ETH-EUR",
+            side="buy",
+            client_order_id=uuid.uuid4(),
+            amount_quote=Decimal("20"),
+        )
 
-    threads = [threading.Thread(target=buy) for _ in range(25)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    results = run_in_parallel(buy, [()] * 25)
+
+    assert [r for r in results if isinstance(r, Exception)] == []
     orders = exchange.orders()
     assert len(orders) == 25 and len({o["orderId"] for o in orders}) == 25
     balances = exchange.control.state()["balances"]
@@ -76,7 +70,6 @@ def test_concurrent_orders_are_all_filled_and_booked_exactly(trade_client, excha
 @pytest.mark.django_db(transaction=True)
 def test_an_order_beyond_the_balance_is_refused_under_concurrency(trade_client, exchange):
     exchange.control.set_balance("EUR", "100")
-    results = []
 
     def buy():
         try:
@@ -86,17 +79,41 @@ def test_an_order_beyond_the_balance_is_refused_under_concurrency(trade_client, 
                 client_order_id=uuid.uuid4(),
                 amount_quote=Decimal("30"),
             )
-            results.append("filled")
+            return "filled"
         except ExchangeRejected as error:
-            results.append(error.code)
+            return error.code
+
+    results = run_in_parallel(buy, [()] * 10)
+
+    assert sorted(results) == ["EXCHANGE_INSUFFICIENT_BALANCE"] * 7 + ["filled"] * 3
+    assert Decimal(exchange.control.state()["balances"]["EUR"]["available"]) == Decimal("10")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_that_ends_leaves_no_call_log_connection_open(trade_client, exchange):
+    def open_connections() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    before = open_connections()
+
+    def buy():  # never closes anything itself
+        type(trade_client)().place_market_order(
+            market="BTC-EUR", side="buy", client_order_id=uuid.uuid4(), amount_quote=Decimal("12")
+        )
 
     threads = [threading.Thread(target=buy) for _ in range(10)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert sorted(results) == ["EXCHANGE_INSUFFICIENT_BALANCE"] * 7 + ["filled"] * 3
-    assert Decimal(exchange.control.state()["balances"]["EUR"]["available"]) == Decimal("10")
+        thread.join(timeout=60)
+    assert len(exchange.orders()) == 10
+    wait_for(
+        lambda: open_connections() <= before, timeout=10, what="the threads' connections closed"
+    )
 
 
 def test_prices_are_a_seeded_walk():

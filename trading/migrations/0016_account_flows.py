@@ -32,6 +32,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('asset', models.CharField(max_length=16, unique=True)),
                 ('amount', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=40)),
+                ('last_change', models.UUIDField(editable=False, null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
