@@ -88,22 +88,6 @@ def scorecard_get(*, user, horizon_hours: int) -> dict:
     return scorecard_of(rows, horizon_hours=horizon_hours)
 
 
-RECORD_HORIZON_HOURS = 24
-
-
-def advisor_record_line(*, user, confidence: int) -> str | None:
-    """How `user`'s proposals stated at `confidence` did at 24 h, in one line for a decision
-    card; None while none is scored."""
-    card = scorecard_get(user=user, horizon_hours=RECORD_HORIZON_HOURS)
-    row = next((r for r in card["by_confidence"] if r["confidence"] == confidence), None)
-    if row is None or not row["count"]:
-        return None
-    return (
-        f"record at {confidence}% ({RECORD_HORIZON_HOURS} h): {row['count']} scored, "
-        f"{row['hit_rate']:.0%} hits, mean net {row['mean_net_return']:+.2%}"
-    )
-
-
 def advisor_track_record(*, user_id: int, model: str, markets: list[str]) -> list[dict]:
     """The advisor's own last scored proposals on these markets, newest first, with what each
     earned per horizon, cut to ADVISOR_TRACK_RECORD_MAX_TOKENS (about four characters each)."""

@@ -147,7 +147,9 @@ def decision_part(name: str):
     return register
 
 
-def _part(name: str, *args, **kwargs):
+def decision_part_read(name: str, *args, **kwargs):
+    """One part on its own (a chat card shows the advisor's record without the whole
+    screen); None when its app is not loaded or its read fails."""
     reader = _parts.get(name)
     if reader is None:
         return None
@@ -359,7 +361,7 @@ def proposal_decision(*, user, proposal: TradeProposal) -> ProposalDecision:
         fee_rate=fee_rate,
         decimals=rules.quantity_decimals if rules else 8,
     )
-    advisor = _part("advisor", proposal)
+    advisor = decision_part_read("advisor", proposal)
     live = proposal.status in LIVE_STATUSES and proposal.expires_at > now
     if_approved = proposal.status == TradeProposal.Status.PENDING
     if execution is not None and execution.preflight_result:
@@ -382,7 +384,7 @@ def proposal_decision(*, user, proposal: TradeProposal) -> ProposalDecision:
         risk_to_stop_eur=risk_to_stop(
             fill=fill, stop_loss=advisor.stop_loss if advisor else None, fee_rate=fee_rate
         ),
-        holding=_part("holding", proposal, fill=fill),
+        holding=decision_part_read("holding", proposal, fill=fill),
         advisor=advisor,
         preflight=preflight,
         preflight_if_approved=if_approved,

@@ -5,7 +5,6 @@ notifications app when trading is loaded (TradingConfig.ready)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from decimal import Decimal
 
 from django.utils import timezone
@@ -15,21 +14,12 @@ from exchange.readonly import ReadonlyClient
 from notifications.services import console_url
 from notifications.telegram import Card, telegram_desk_register
 from trading import selectors, services
+from trading.decision import decision_part_read
 from trading.errors import NotFound
 from trading.models import TradeExecution, TradeProposal
 from trading.preflight import preflight_preview
 
 logger = logging.getLogger(__name__)
-
-# The advisor's record at a confidence (the scorecard is evaluation's, a layer above):
-# evaluation registers it when loaded; without it the card leaves the line out.
-_advisor_record: list[Callable[..., str | None]] = []
-
-
-def advisor_record_register(record: Callable[..., str | None]) -> None:
-    """`record(user=, confidence=)` → one line, or None when nothing is scored yet."""
-    _advisor_record[:] = [record]
-
 
 def _price_now(market: str) -> Decimal | None:
     try:
@@ -40,8 +30,8 @@ def _price_now(market: str) -> Decimal | None:
 
 
 def decision_card_facts(*, user, proposal: TradeProposal) -> dict:
-    """Everything a decision shows, read now. The console's decision screen is to read the
-    same facts; until then the card reads them here from the existing selectors."""
+    """What a card shows, read now, with the decision screen's selectors and parts (the
+    card leaves out the chart and the ledger)."""
     now = timezone.now()
     execution = TradeExecution.objects.for_user(user).filter(proposal_id=proposal.pk).first()
     price = _price_now(proposal.market)
@@ -52,9 +42,7 @@ def decision_card_facts(*, user, proposal: TradeProposal) -> dict:
     preflight = None
     if live and execution is None:
         preflight = preflight_preview(proposal=proposal, as_approved=True)
-    record = None
-    if _advisor_record:
-        record = _advisor_record[0](user=user, confidence=proposal.confidence)
+    record = _record_line(proposal)
     return {
         "proposal": proposal,
         "execution": execution,
@@ -65,6 +53,20 @@ def decision_card_facts(*, user, proposal: TradeProposal) -> dict:
         "expired": proposal.expires_at <= now,
         "url": console_url("admin:trading_tradeproposal_change", proposal.pk),
     }
+
+
+def _record_line(proposal: TradeProposal) -> str | None:
+    """The advisor's record at the proposal's confidence, as the decision screen reads it
+    (evaluation's part, a layer above); None while nothing at it is scored."""
+    advisor = decision_part_read("advisor", proposal)
+    label = f"at confidence {proposal.confidence}"
+    record = next((r for r in advisor.records if r.label == label), None) if advisor else None
+    if record is None or not record.count:
+        return None
+    return (
+        f"record at {proposal.confidence}% ({advisor.horizon_hours} h): {record.count} scored, "
+        f"{record.hit_rate:.0%} hits, mean net {record.mean_net_return:+.2%}"
+    )
 
 
 def _money(value: Decimal | None) -> str:
