@@ -45,6 +45,7 @@ BASE_URL = os.environ.get(
 os.environ["DATABASE_URL"] = f"{BASE_URL}_small"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.pop("OPENAI_API_KEY", None)  # the offline advisor
+os.environ.setdefault("METRICS_BEARER_TOKEN", "bench-scrape")  # /metrics as Prometheus reads it
 
 USERS = 1000
 API_USER_PROPOSALS = 1000
@@ -186,6 +187,7 @@ def populate(url: str, rows: int, reuse: bool = False) -> dict:
     from django.test import Client
 
     from scheduler.models import ScanJob
+    from tests.factories import login_verified
     from trading.flows import account_flows_rebuild
     from trading.models import Policy
 
@@ -210,7 +212,8 @@ def populate(url: str, rows: int, reuse: bool = False) -> dict:
     users = list(get_user_model().objects.filter(username__startswith="u").order_by("pk")[:1])
     filled = time.perf_counter() - started
     admin = Client()
-    admin.force_login(get_user_model().objects.get(username="bench-admin"))
+    # As staff who may move money sign in: with a code of their second factor.
+    login_verified(admin, get_user_model().objects.get(username="bench-admin"))
     api = Client()
     api.force_login(users[0])
     return {"admin": admin, "api": api, "fill_seconds": filled}
@@ -230,8 +233,9 @@ def fetch(client, path: str) -> tuple[float, float]:
             in_database[0] += time.perf_counter() - started
 
     started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {os.environ['METRICS_BEARER_TOKEN']}"}
     with connection.execute_wrapper(timed):
-        response = client.get(path)
+        response = client.get(path, headers=headers if path == "/metrics" else None)
     elapsed = time.perf_counter() - started
     if response.status_code != 200:
         raise SystemExit(f"{path}: HTTP {response.status_code}")
