@@ -44,14 +44,18 @@ test: install
 	$(TEST_ENV) $(BIN)/pytest $(XDIST)
 	$(MAKE) test-sqlite
 
-# The same tests N times in a row, stopping at the first failure:
+# The same tests N times in a row (in the test processes), stopping at the first failure:
 #   make test-repeat TESTS=tests/browser N=20
+#   make test-repeat TESTS='$$(PROCESS_TESTS)' N=20
 TESTS ?= tests/browser
 N ?= 20
+# The files whose tests start processes: Celery workers and beat, the bot, a web process,
+# the simulator or compose in a subprocess.
+PROCESS_TESTS := $(shell grep -rlE '\bcelery_(worker|beat|process)|web_process_report|sqlite_demo|subprocess[.](Popen|run)' tests --include='test_*.py' | sort)
 test-repeat: install
 	scripts/services-up
 	scripts/browser-up
-	$(TEST_ENV) $(BIN)/pytest -x --repeat $(N) $(TESTS)
+	$(TEST_ENV) $(BIN)/pytest $(XDIST) -x --repeat $(N) $(TESTS)
 
 # The execution path the demo runs, on a SQLite file database (its tests carry `sqlite`).
 test-sqlite: install
