@@ -113,28 +113,8 @@ def _increment(moves: dict[str, Decimal], change: uuid.UUID) -> int:
 def account_flows_rebuild(*, history=TradeHistory, flows=AccountFlow) -> None:
     """Sets the sums from every fill: the migration that adds them (with its historical
     models), and a benchmark that writes history in SQL."""
-    values = history.objects.order_by().values_list(
-        "market",
-        "asset",
-        "side",
-        "amount",
-        "amount_eur",
-        "fee",
-        "fee_currency",
-        "execution__bitvavo_response__feeCurrency",
-    )
-    rows = values.iterator(chunk_size=2000)
-    total = _summed(
-        fill_flows(
-            market=market,
-            asset=asset,
-            side=side,
-            quantity=quantity,
-            amount_eur=amount_eur,
-            fee=fee,
-            fee_currency=fee_currency or str(order_fee or ""),
-        )
-        for market, asset, side, quantity, amount_eur, fee, fee_currency, order_fee in rows
-    )
+    from trading.selectors import history_fills  # selectors read the kept sums back
+
+    total = fills_flows(history_fills(history.objects.all()))
     flows.objects.all().delete()
     flows.objects.bulk_create([flows(asset=name, amount=amount) for name, amount in total.items()])
