@@ -289,7 +289,13 @@ def test_thirty_concurrent_scans_with_an_hourly_limit_of_five_reach_the_llm_five
     for _ in range(30):
         ScanJobFactory(user=policy.user, markets=["BTC-EUR"], next_run_at=timezone.now())
     claims = scan_jobs_claim_due(owner="test", limit=30)
-    llm.default = Reply(content=json.dumps({"decision": "no_trade"}), delay=0.2)
+    refusals_done = threading.Event()
+    # The admitted calls are answered once the others are refused: a decision recorded earlier
+    # would let a late scan skip the budget as UNCHANGED, which is not what is counted here.
+    llm.default = Reply(
+        content=json.dumps({"decision": "no_trade"}),
+        before=lambda request: refusals_done.wait(timeout=60),
+    )
     start = threading.Barrier(30)
     outcomes, errors = [], []
 
@@ -297,6 +303,8 @@ def test_thirty_concurrent_scans_with_an_hourly_limit_of_five_reach_the_llm_five
         try:
             start.wait()
             outcomes.append(scan_job_run(job_id=job_id, lock_token=token).status)
+            if outcomes.count("BUDGET_REFUSED") == 25:
+                refusals_done.set()
         except Exception as error:
             errors.append(error)
         finally:
