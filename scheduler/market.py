@@ -80,8 +80,11 @@ def market_features_shared(*, client: ReadonlyClient, market: str) -> dict:
         token = uuid.uuid4().hex
         if cache.add(lock, token, timeout=READ_LOCK_SECONDS):
             try:
-                features = market_features_read(client=client, market=market)
-                cache.set(key, features, timeout=seconds + READ_LOCK_SECONDS)
+                # A reader may have stored it and let go between our miss and our lock.
+                features = cache.get(key)
+                if features is None:
+                    features = market_features_read(client=client, market=market)
+                    cache.set(key, features, timeout=seconds + READ_LOCK_SECONDS)
                 return features
             finally:
                 if cache.get(lock) == token:

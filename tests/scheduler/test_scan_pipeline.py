@@ -283,8 +283,9 @@ def test_a_scan_whose_lease_was_taken_over_during_the_call_stores_nothing(market
 
 @pytest.mark.django_db(transaction=True)
 def test_thirty_concurrent_scans_with_an_hourly_limit_of_five_reach_the_llm_five_times(
-    market_data, llm
+    market_data, llm, settings
 ):
+    settings.OPENAI_TIMEOUT = 60.0  # the admitted calls are held below, on purpose
     policy = PolicyFactory(gpt_hourly_limit=5, gpt_daily_limit=100)
     for _ in range(30):
         ScanJobFactory(user=policy.user, markets=["BTC-EUR"], next_run_at=timezone.now())
