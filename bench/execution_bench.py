@@ -1,6 +1,6 @@
 """Execution overhead: a full execute next to the bare minimum path, in the same run.
 
-    python bench/execution_bench.py [--runs 200] [--big-rows 1000000]
+    python bench/execution_bench.py [--runs 200] [--big-rows 1000000] [--steps]
 
 The bare path is one INSERT, one order POST (same client, same simulator) and one UPDATE;
 a second bare path reads the market's price first, as the full path must for its drift
@@ -9,7 +9,9 @@ preflight facts, the per-user lock, the claim, the compare-and-set transitions, 
 history, the account flows and audit. Both run against the Bitvavo
 simulator with zero latency on a PostgreSQL database of their own (oracle_bench). Then the
 history and LLM usage tables get 1,000,000 rows across 1,000 users and the full path is
-measured again. Prints medians, p99, ratios and the SQL statement count per execution.
+measured again, and last for one user with `--history` fills of their own (one an hour).
+Prints medians, p99, ratios and the SQL statement count per execution. `--steps` times
+each step of the full path in a round of its own.
 """
 
 import argparse
@@ -64,6 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--big-rows", type=int, default=1_000_000)
+    parser.add_argument("--steps", action="store_true", help="time each step of the full path")
+    parser.add_argument("--history", type=int, default=5000, help="fills of the last phase's user")
     args = parser.parse_args()
 
     recreate_database(BENCH_DB)
@@ -130,6 +134,47 @@ def main() -> None:
             "CREATE TABLE IF NOT EXISTS bench_bare (id bigserial PRIMARY KEY,"
             " client_order_id uuid UNIQUE, status text, order_id text)"
         )
+
+    @contextlib.contextmanager
+    def timed_steps(spent):
+        """Each step of the full path timed where it is called (nested steps overlap)."""
+        import notifications.services
+        import trading.claim
+        import trading.finish
+        import trading.send
+
+        steps = (
+            ("price read (also priced bare)", ReadonlyClient, "ticker_price"),
+            ("claim, whole", trading.send, "execution_claim"),
+            ("  facts read (3 queries)", trading.claim, "preflight_facts"),
+            ("  the rules (pure)", trading.claim, "preflight_run"),
+            ("  audit entry", trading.claim, "audit_record"),
+            ("compare-and-set", trading.send, "_mark_submitting"),
+            ("order POST (also bare)", TradeClient, "place_market_order"),
+            ("finish, whole", trading.send, "execution_finish_order"),
+            ("  notification publish", notifications.services, "_publish"),
+            ("  ended counter", trading.finish, "_ended_count"),
+        )
+
+        def timer(label, function):
+            def call(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    spent[label].append(time.perf_counter() - started)
+
+            return call
+
+        spent.update((label, []) for label, _, _ in steps)  # printed in this order
+        originals = [(owner, name, getattr(owner, name)) for _, owner, name in steps]
+        for (label, owner, name), (_, _, function) in zip(steps, originals, strict=True):
+            setattr(owner, name, timer(label, function))
+        try:
+            yield
+        finally:
+            for owner, name, function in originals:
+                setattr(owner, name, function)
 
     @contextlib.contextmanager
     def count_statements(sent):
@@ -203,14 +248,15 @@ def main() -> None:
             )
         return time.perf_counter() - started
 
-    def measure(runs, rounds=4):
+    def measure(runs, rounds=4, policy=None):
         """Full and bare runs alternate one by one, so machine noise hits both alike. Each
-        round is a new user, so caps and recent trades stay at a realistic size."""
+        round is a new user (or `policy`'s), so caps and recent trades stay at a realistic
+        size."""
         full, bare, priced, statements = [], [], [], []
         for _ in range(rounds):
-            policy = new_policy()
+            user = (policy or new_policy()).user
             proposals = [
-                TradeProposalFactory(user=policy.user, approved=True) for _ in range(runs // rounds)
+                TradeProposalFactory(user=user, approved=True) for _ in range(runs // rounds)
             ]
             for proposal in proposals:
                 elapsed, count = full_once(proposal)
@@ -219,6 +265,37 @@ def main() -> None:
                 bare.append(bare_once())
                 priced.append(bare_once(priced=True))
         return full, bare, priced, statements
+
+    def fill_history(cursor, per_user, minutes_apart=1):
+        """`per_user` executed buys, each with its fill, for every user in bulk_users."""
+        cursor.execute(
+            "INSERT INTO trade_proposals (user_id, market, side, amount_eur, confidence,"
+            " rationale, status, expires_at, source, policy_hash, policy_snapshot,"
+            " override_cooldown, override_anti_flip, override_reason, decided_at,"
+            " decision_reason, created_at, updated_at)"
+            " SELECT u.id, 'BTC-EUR', 'buy', 25, 75, '', 'EXECUTED', now(), 'scan', '', '{}',"
+            " false, false, '', now() - (g * %s || ' minutes')::interval, '',"
+            " now() - (g * %s || ' minutes')::interval, now()"
+            " FROM bulk_users u, generate_series(1, %s) g",
+            [minutes_apart, minutes_apart, per_user],
+        )
+        cursor.execute(
+            "INSERT INTO trade_executions (user_id, proposal_id, client_order_id, status,"
+            " market, side, amount_eur, exchange_order_id, preflight_result, policy_hash,"
+            " policy_snapshot, error_code, error_message, claimed_at, submitting_at,"
+            " finished_at, reconcile_attempts, created_at, updated_at)"
+            " SELECT p.user_id, p.id, gen_random_uuid(), 'SUBMITTED', p.market, p.side,"
+            " p.amount_eur, 'bulk-' || p.id, '{}', '', '{}', '', '', p.created_at,"
+            " p.created_at, p.created_at, 0, p.created_at, p.created_at"
+            " FROM trade_proposals p WHERE p.user_id IN (SELECT id FROM bulk_users)"
+        )
+        cursor.execute(
+            "INSERT INTO trade_history (user_id, execution_id, market, asset, side, amount,"
+            " amount_eur, price, fee, executed_at)"
+            " SELECT e.user_id, e.id, e.market, 'BTC', e.side, 0.0005, 25, 50000, 0.06,"
+            " e.claimed_at FROM trade_executions e"
+            " WHERE e.user_id IN (SELECT id FROM bulk_users)"
+        )
 
     def fill_big_tables(rows):
         users = 1000
@@ -235,34 +312,7 @@ def main() -> None:
                 "CREATE TEMP TABLE bulk_users AS"
                 " SELECT id FROM auth_user WHERE username LIKE 'bulk%%'"
             )
-            cursor.execute(
-                "INSERT INTO trade_proposals (user_id, market, side, amount_eur, confidence,"
-                " rationale, status, expires_at, source, policy_hash, policy_snapshot,"
-                " override_cooldown, override_anti_flip, override_reason, decided_at,"
-                " decision_reason, created_at, updated_at)"
-                " SELECT u.id, 'BTC-EUR', 'buy', 25, 75, '', 'EXECUTED', now(), 'scan', '', '{}',"
-                " false, false, '', now() - (g || ' minutes')::interval, '',"
-                " now() - (g || ' minutes')::interval, now()"
-                " FROM bulk_users u, generate_series(1, %s) g",
-                [per_user],
-            )
-            cursor.execute(
-                "INSERT INTO trade_executions (user_id, proposal_id, client_order_id, status,"
-                " market, side, amount_eur, exchange_order_id, preflight_result, policy_hash,"
-                " policy_snapshot, error_code, error_message, claimed_at, submitting_at,"
-                " finished_at, reconcile_attempts, created_at, updated_at)"
-                " SELECT p.user_id, p.id, gen_random_uuid(), 'SUBMITTED', p.market, p.side,"
-                " p.amount_eur, 'bulk-' || p.id, '{}', '', '{}', '', '', p.created_at,"
-                " p.created_at, p.created_at, 0, p.created_at, p.created_at"
-                " FROM trade_proposals p WHERE p.user_id IN (SELECT id FROM bulk_users)"
-            )
-            cursor.execute(
-                "INSERT INTO trade_history (user_id, execution_id, market, asset, side, amount,"
-                " amount_eur, price, fee, executed_at)"
-                " SELECT e.user_id, e.id, e.market, 'BTC', e.side, 0.0005, 25, 50000, 0.06,"
-                " e.claimed_at FROM trade_executions e"
-                " WHERE e.user_id IN (SELECT id FROM bulk_users)"
-            )
+            fill_history(cursor, per_user)
             cursor.execute(
                 "INSERT INTO gpt_usage_log (user_id, model, reason, prompt_tokens,"
                 " completion_tokens, tokens_estimate, status, error, created_at, finished_at)"
@@ -298,6 +348,28 @@ def main() -> None:
         f"   max {max(statements)}   (goal <= 15; every BEGIN and COMMIT included)"
     )
 
+    if args.steps:
+        spent = {}
+        with timed_steps(spent):
+            steps_full, steps_bare, _, _ = measure(args.runs)
+        print(f"each step of the full path, timed in a round of its own (n={len(steps_full)}):")
+        for label, timings in spent.items():
+            print(f"  {label:<32} median {statistics.median(timings) * 1000:7.2f} ms")
+        full_median, bare_median = statistics.median(steps_full), statistics.median(steps_bare)
+        print(f"  {'(full / bare in this round)':<32} {full_median / bare_median:.2f}x")
+        # What one statement costs at the least through the ORM: the stop row's one column.
+        from trading.models import EmergencyStop
+
+        stop_reads = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            EmergencyStop.objects.filter(pk=EmergencyStop.SINGLETON_ID).values_list(
+                "active"
+            ).first()
+            stop_reads.append(time.perf_counter() - started)
+        least = statistics.median(stop_reads) * 1000
+        print(f"  {'one-column ORM read (the least)':<32} median {least:7.2f} ms")
+
     print(f"filling trade_history and gpt_usage_log with {args.big_rows:,} rows each ...")
     started = time.perf_counter()
     fill_big_tables(args.big_rows)
@@ -312,6 +384,21 @@ def main() -> None:
     # The two phases run minutes apart: the bare path, which the big tables do not touch,
     # shows how much the machine itself changed in between.
     print(f"{'bare path 1M phase / small phase':<34} {bare_b / bare_small:.2f}x   (machine drift)")
+
+    # One user with a long history of their own: the holding rule reads every fill of theirs.
+    print(f"giving one user {args.history:,} fills, one an hour ...")
+    policy = new_policy()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE bulk_users")
+        cursor.execute("CREATE TEMP TABLE bulk_users AS SELECT %s::bigint AS id", [policy.user_id])
+        fill_history(cursor, args.history, minutes_apart=60)
+        cursor.execute("ANALYZE")
+    measure(20, rounds=1, policy=policy)
+    full_long, bare_long, _, _ = measure(args.runs, rounds=1, policy=policy)
+    long = report(f"full execute ({args.history:,} fills)", full_long)
+    bare_l = report(f"bare INSERT+POST+UPDATE ({args.history:,})", bare_long)
+    print(f"{'ratio long history / small tables':<34} {long / full_small:.2f}x")
+    print(f"{'overhead ratio with long history':<34} {long / bare_l:.2f}x")
     simulator.terminate()
 
 
