@@ -20,7 +20,7 @@ from core.counters import counter_add
 from core.logs import log_event
 from core.scoping import scope_system
 from exchange.errors import never_reached_engine
-from trading.models import ProposalEvent, TradeExecution, TradeProposal
+from trading.models import LedgerCheckpoint, ProposalEvent, TradeExecution, TradeProposal
 from trading.preflight import exchange_facts, preflight_context
 from trading.selectors import preflight_facts
 from trading.validators import preflight_run
@@ -63,6 +63,8 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
     try:
         with scope_system(), transaction.atomic(durable=True):
             facts = preflight_facts(proposal=proposal, lock=True)
+            if facts.checkpoint_due is not None:
+                _checkpoint_keep(facts.checkpoint_due)
             earlier = None
             if facts.execution_id is not None:
                 earlier = TradeExecution.objects.get(pk=facts.execution_id)
@@ -117,6 +119,12 @@ def execution_claim(*, proposal: TradeProposal, actor_id: int | None) -> Executi
             execution = TradeExecution.objects.get(proposal_id=proposal.pk)
         return ExecutionOutcome(execution=execution)
     return ExecutionOutcome(execution=execution, created=True, preflight=preflight)
+
+
+def _checkpoint_keep(checkpoint: LedgerCheckpoint) -> None:
+    """Keeps the user's new ledger checkpoint: one INSERT or UPDATE, under the user's lock,
+    whatever the preflight says (it is what the ledger holds, not a decision)."""
+    checkpoint.save(force_insert=checkpoint._state.adding)
 
 
 def execution_may_run_again(execution: TradeExecution) -> bool:

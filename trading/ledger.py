@@ -21,6 +21,7 @@ it never goes negative.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,7 @@ class Fill:
     execution_id: int | None = None
     exchange_order_id: str = ""
     fill_id: str = ""
+    history_id: int | None = None  # the history row's id: with executed_at, the fill's place
 
     @property
     def fee_in_asset(self) -> bool:
@@ -116,15 +118,52 @@ class Position:
         self.cost_eur = ZERO if self.quantity == 0 else CONTEXT.subtract(self.cost_eur, cost_sold)
 
 
-def positions_from_fills(fills) -> dict[str, Position]:
-    """Per asset, the position after every fill; `fills` must come in time order."""
-    positions: dict[str, Position] = {}
+def positions_from_fills(fills, *, start: dict[str, Position] | None = None) -> dict[str, Position]:
+    """Per asset, the position after every fill; `fills` must come in time order. `start`,
+    the positions after the fills before these (left as they are), goes on with them."""
+    positions = {asset: position_copy(p) for asset, p in (start or {}).items()}
     for fill in fills:
         position = positions.get(fill.asset)
         if position is None:
             position = positions[fill.asset] = Position(asset=fill.asset, market=fill.market)
         position.apply(fill)
     return positions
+
+
+def position_copy(position: Position) -> Position:
+    return dataclasses.replace(position, flags=set(position.flags))
+
+
+# A position kept as JSON: every figure as its exact decimal string, so going on from it
+# gives the very figures a replay of every fill gives.
+_DECIMALS = (
+    "quantity",
+    "cost_eur",
+    "realized_pnl_eur",
+    "fees_eur",
+    "unmatched_quantity",
+    "unmatched_proceeds_eur",
+)
+
+
+def position_state(position: Position) -> dict:
+    state = {name: str(getattr(position, name)) for name in _DECIMALS}
+    return state | {
+        "asset": position.asset,
+        "market": position.market,
+        "fills": position.fills,
+        "flags": sorted(position.flags),
+    }
+
+
+def position_from_state(state: dict) -> Position:
+    return Position(
+        asset=state["asset"],
+        market=state["market"],
+        fills=state["fills"],
+        flags=set(state["flags"]),
+        **{name: Decimal(state[name]) for name in _DECIMALS},
+    )
 
 
 def realized_between(fills, *, start: datetime, end: datetime) -> Decimal:

@@ -602,6 +602,8 @@ class TradeHistory(models.Model):
             models.Index(fields=["user", "asset", "-executed_at"], name="trade_history_user_asset"),
             # The holdings check: the fills newer than the last balance read.
             models.Index(fields=["executed_at"], name="trade_history_executed"),
+            # A user's fills in ledger order, and those after a checkpoint.
+            models.Index(fields=["user", "executed_at", "id"], name="trade_history_user_ledger"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -624,3 +626,36 @@ class TradeHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.amount} {self.asset} @ {self.price}"
+
+
+class LedgerCheckpoint(models.Model):
+    """A user's positions (trading/ledger.py) after their fills up to one fill in ledger
+    order (executed_at, then the history row's id), so the claim's holding rule replays only
+    the fills after it, however long the history. Taken by a claim under the user's lock
+    (trading/selectors.py says when); nothing else writes it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="ledger_checkpoint",
+    )
+    # The last fill it includes, and how many it includes.
+    through_executed_at = models.DateTimeField()
+    through_history_id = models.BigIntegerField()
+    fills = models.PositiveIntegerField()
+    # The user's highest history row id when it was taken: a row above it placed before the
+    # checkpoint in ledger order would mean the checkpoint missed it (the claim then replays
+    # every fill and takes it again).
+    last_history_id = models.BigIntegerField()
+    # Per asset, trading.ledger.position_state: exact decimals as strings.
+    positions = models.JSONField(default=dict)
+    taken_at = models.DateTimeField()
+
+    objects = UserOwnedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "trade_ledger_checkpoints"
+
+    def __str__(self) -> str:
+        return f"{self.fills} fills through {self.through_executed_at:%Y-%m-%d %H:%M}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,16 +16,26 @@ from budget.selectors import budget_usage_counts
 from exchange.models import BalanceSnapshot
 from trading.errors import NotFound
 from trading.fills import COUNTED_EUR
-from trading.ledger import Fill, Position, fee_in_eur, positions_from_fills
+from trading.ledger import (
+    Fill,
+    Position,
+    fee_in_eur,
+    position_from_state,
+    position_state,
+    positions_from_fills,
+)
 from trading.models import (
     AccountFlow,
     EmergencyStop,
+    LedgerCheckpoint,
     Policy,
     TradeExecution,
     TradeHistory,
     TradeProposal,
 )
 from trading.validators import HoldingFacts, RecentTrade, asset_of, trade_windows
+
+logger = logging.getLogger(__name__)
 
 
 def policy_get_for_user(*, user) -> Policy:
@@ -93,6 +104,8 @@ class PreflightFacts:
     # The last read-only snapshot of what the order spends, less what was claimed since.
     balance: tuple[Decimal, datetime, Decimal] | None  # available, as of, claimed since
     now: datetime
+    # Unsaved: a new ledger checkpoint of the user's, for the claim to keep (None: not due).
+    checkpoint_due: LedgerCheckpoint | None = None
 
 
 def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> PreflightFacts:
@@ -103,10 +116,10 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
     user's lock, the policy row FOR UPDATE. The second, the user's live executions, runs once
     the lock is granted, with a snapshot of its own (READ COMMITTED): it sees every claim
     committed before, so caps, cooldown and anti-flip are exact; with them come the user's
-    open claims. The third reads the user's fills (the holding and the cost basis of the
-    open positions). On SQLite the claim's transaction is BEGIN IMMEDIATE, which serialises
-    claims the same way. Of the caller's
-    `proposal` only the fields that never change (id, user, market, side) are used.
+    open claims. The third reads the user's fills after their ledger checkpoint (the holding
+    and the cost basis of the open positions). On SQLite the claim's transaction is BEGIN
+    IMMEDIATE, which serialises claims the same way. Of the caller's `proposal` only the
+    fields that never change (id, user, market, side) are used.
     """
     base, quote = proposal.market.split("-", 1)
     buying = proposal.side == "buy"
@@ -123,7 +136,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         claims = claims.filter(market=proposal.market)
     query = (
         TradeProposal.objects.filter(pk=proposal.pk)
-        .select_related("user__trading_policy")
+        .select_related("user__trading_policy", "user__ledger_checkpoint")
         .annotate(
             execution_pk=Subquery(
                 TradeExecution.objects.filter(proposal_id=proposal.pk).values("pk")
@@ -150,7 +163,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         raise TradeProposal.DoesNotExist(f"No proposal #{proposal.pk}.")
     now = timezone.now()  # after the lock was granted: no claim before it is in the future
     policy = getattr(row.user, "trading_policy", None)
-    recent, open_claims, holdings = [], [], None
+    recent, open_claims, holdings, checkpoint_due = [], [], None, None
     execution_id = row.execution_pk
     if policy is not None:
         windows = trade_windows(
@@ -158,6 +171,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
             cooldown_minutes=policy.cooldown_minutes,
             anti_flip_minutes=policy.anti_flip_minutes,
         )
+        settled_before = now - CHECKPOINT_MARGIN
         # The window's live executions, and every open claim however old (its fills are
         # not in the ledger yet): like the caps, exact under the lock.
         live = TradeExecution.objects.filter(
@@ -170,12 +184,18 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
                 recent.append(RecentTrade(market=market, side=side, at=claimed_at))
             if status in OPEN_STATUSES:
                 open_claims.append(OpenClaim(market=market, side=side, amount_eur=amount_eur))
+                settled_before = min(settled_before, claimed_at - CHECKPOINT_MARGIN)
             if proposal_id == proposal.pk:  # claimed while this waited for the lock
                 execution_id = pk
         # After the claims: an execution finishing in between is counted twice (as a claim
         # and in its fills: too little left), never not at all.
-        fills = history_fills(TradeHistory.objects.filter(user_id=proposal.user_id))
-        holdings = Holdings(positions=positions_from_fills(fills), open_claims=tuple(open_claims))
+        ledger = ledger_positions(
+            user_id=proposal.user_id,
+            checkpoint=getattr(row.user, "ledger_checkpoint", None),
+            settled_before=settled_before,
+        )
+        holdings = Holdings(positions=ledger.positions, open_claims=tuple(open_claims))
+        checkpoint_due = ledger.checkpoint_due
     balance = None
     if row.balance_available is not None:
         balance = (row.balance_available, row.balance_fetched_at, row.balance_spent)
@@ -188,6 +208,7 @@ def preflight_facts(*, proposal: TradeProposal, lock: bool = False) -> Preflight
         holdings=holdings,
         balance=balance,
         now=now,
+        checkpoint_due=checkpoint_due,
     )
 
 
@@ -246,6 +267,7 @@ HISTORY_COLUMNS = {
     "execution_id": "execution_id",
     "exchange_order_id": "execution__exchange_order_id",
     "fill_id": "fill_id",
+    "history_id": "id",
 }
 
 
@@ -289,6 +311,64 @@ def _fill(row: dict, rate_at: Callable | None) -> Fill:
         execution_id=values.get("execution_id"),
         exchange_order_id=values.get("exchange_order_id") or "",
         fill_id=str(values.get("fill_id") or ""),
+        history_id=values.get("history_id"),
+    )
+
+
+# A checkpoint stays an hour behind now and behind the user's oldest open claim: a fill
+# still to be recorded belongs to an order sent after its claim, so it is executed after the
+# checkpoint and cannot fall before it in ledger order (an hour is far more than the clock
+# skew the exchange's signed requests allow).
+CHECKPOINT_MARGIN = timedelta(hours=1)
+# Settled fills a claim replays past the checkpoint before it keeps a new one.
+CHECKPOINT_EVERY = 500
+
+
+@dataclass(frozen=True)
+class LedgerRead:
+    positions: dict[str, Position]
+    checkpoint_due: LedgerCheckpoint | None  # unsaved, for the claim to keep
+
+
+def ledger_positions(
+    *, user_id: int, checkpoint: LedgerCheckpoint | None, settled_before: datetime | None
+) -> LedgerRead:
+    """The user's positions now, from `checkpoint` and the fills after it (all fills
+    without one), in one query. With `settled_before`, also a new checkpoint when at least
+    CHECKPOINT_EVERY of those fills were executed before it."""
+    rows = TradeHistory.objects.filter(user_id=user_id)
+    start, counted, fills = {}, 0, None
+    if checkpoint is not None:
+        at, history_id = checkpoint.through_executed_at, checkpoint.through_history_id
+        after = Q(executed_at__gt=at) | Q(executed_at=at, id__gt=history_id)
+        fills = history_fills(rows.filter(after | Q(id__gt=checkpoint.last_history_id)))
+        if all((fill.executed_at, fill.history_id) > (at, history_id) for fill in fills):
+            start = {
+                asset: position_from_state(state) for asset, state in checkpoint.positions.items()
+            }
+            counted = checkpoint.fills
+        else:
+            # Recorded since, yet before it: the checkpoint missed a fill. Every fill again.
+            logger.warning("ledger checkpoint of user %s missed a fill: replaying all", user_id)
+            fills = None
+    if fills is None:
+        fills = history_fills(rows)
+    # Ledger order is executed_at first: the settled fills are the first ones.
+    settled = 0 if settled_before is None else sum(f.executed_at < settled_before for f in fills)
+    if settled < CHECKPOINT_EVERY:
+        return LedgerRead(positions=positions_from_fills(fills, start=start), checkpoint_due=None)
+    kept = positions_from_fills(fills[:settled], start=start)
+    due = checkpoint or LedgerCheckpoint(user_id=user_id)  # unsaved: a selector only reads
+    due.through_executed_at = fills[settled - 1].executed_at
+    due.through_history_id = fills[settled - 1].history_id
+    due.fills = counted + settled
+    due.last_history_id = max(
+        [fill.history_id for fill in fills] + ([checkpoint.last_history_id] if checkpoint else [])
+    )
+    due.positions = {asset: position_state(position) for asset, position in kept.items()}
+    due.taken_at = timezone.now()
+    return LedgerRead(
+        positions=positions_from_fills(fills[settled:], start=kept), checkpoint_due=due
     )
 
 
@@ -348,16 +428,18 @@ class Holdings:
 
 
 def holdings_get(*, user) -> Holdings:
-    """The user's holdings now, in two statements: open claims first, then fills, so a claim
-    finishing in between is counted twice (too little left), never not at all."""
+    """The user's holdings now, in three statements: open claims first, then the ledger
+    checkpoint and the fills after it, so a claim finishing in between is counted twice (too
+    little left), never not at all."""
     claims = tuple(
         OpenClaim(market=market, side=side, amount_eur=amount)
         for market, side, amount in TradeExecution.objects.for_user(user)
         .filter(status__in=OPEN_STATUSES)
         .values_list("market", "side", "amount_eur")
     )
-    fills = history_fills(TradeHistory.objects.for_user(user))
-    return Holdings(positions=positions_from_fills(fills), open_claims=claims)
+    checkpoint = LedgerCheckpoint.objects.for_user(user).first()
+    ledger = ledger_positions(user_id=user.pk, checkpoint=checkpoint, settled_before=None)
+    return Holdings(positions=ledger.positions, open_claims=claims)
 
 
 def account_flows_get() -> dict[str, Decimal]:

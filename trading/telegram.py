@@ -21,6 +21,7 @@ from trading.preflight import preflight_preview
 
 logger = logging.getLogger(__name__)
 
+
 def _price_now(market: str) -> Decimal | None:
     try:
         return ReadonlyClient().ticker_price(market)

@@ -39,6 +39,7 @@ from tests.workers import celery_worker, database_url, wait_for
 from trading.claim import execution_claim
 from trading.models import (
     AllocationChange,
+    LedgerCheckpoint,
     ProposalEvent,
     TradeExecution,
     TradeHistory,
@@ -51,6 +52,7 @@ USER_OWNED_TABLES = (
     importlib.import_module("portfolio.migrations.0002_row_level_security").TABLE,
     *importlib.import_module("notifications.migrations.0003_telegram_bot").USER_OWNED_TABLES,
     *importlib.import_module("trading.migrations.0012_policy_allocation_and_account_funds").TABLES,
+    importlib.import_module("trading.migrations.0017_ledger_checkpoints").TABLE,
 )
 
 # Tables of Django itself that have a user_id but hold no user data of the product: the
@@ -91,6 +93,14 @@ def owned_rows(user) -> TradeProposal:
         chat_id=1,
     )
     AllocationChange.objects.create(user=user, before_eur=0, after_eur=100)
+    LedgerCheckpoint.objects.create(
+        user=user,
+        through_executed_at=history.executed_at,
+        through_history_id=history.pk,
+        fills=1,
+        last_history_id=history.pk,
+        taken_at=timezone.now(),
+    )
     return proposal
 
 

@@ -79,6 +79,12 @@ class Command(BaseCommand):
                 f"FLOWS_DIFFER: {', '.join(report.flows_differences)}: the kept sums of the "
                 "fills' moves are not what the fills add up to."
             )
+        if report.checkpoint_differences:
+            users = ", ".join(str(user_id) for user_id in report.checkpoint_differences)
+            raise CommandError(
+                f"CHECKPOINT_DIFFERS: user(s) {users}: the ledger checkpoint is not what "
+                "the fills it covers replay to."
+            )
         if report.holding_alerts:
             assets = ", ".join(line.asset for line in report.holding_alerts)
             raise CommandError(
@@ -170,5 +176,7 @@ class Command(BaseCommand):
             )
         kept = ", ".join(f"{a} {plain(d)}" for a, d in report.flows_differences.items())
         out(f"  kept sums less a recount:      {kept or 'none differ'}")
+        differing = ", ".join(f"user {u}" for u in report.checkpoint_differences)
+        out(f"  ledger checkpoints recounted:  {differing or 'none differ'}")
         out("")
         out(f"orphans: {report.orphans}")
