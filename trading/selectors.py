@@ -321,7 +321,7 @@ def _fill(row: dict, rate_at: Callable | None) -> Fill:
 # skew the exchange's signed requests allow).
 CHECKPOINT_MARGIN = timedelta(hours=1)
 # Settled fills a claim replays past the checkpoint before it keeps a new one.
-CHECKPOINT_EVERY = 500
+CHECKPOINT_EVERY = 100
 
 
 @dataclass(frozen=True)
