@@ -9,6 +9,7 @@ import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken
@@ -179,10 +180,12 @@ class TradeHistoryFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        # As the finish step records a fill: its moves go to the kept account flows too.
-        row = super()._create(model_class, *args, **kwargs)
-        order = row.execution.bitvavo_response or {}
-        account_flows_add([row], order_fee_currency=str(order.get("feeCurrency") or ""))
+        # As the finish step records a fill, in one transaction: its moves go to the kept
+        # account flows too.
+        with transaction.atomic():
+            row = super()._create(model_class, *args, **kwargs)
+            order = row.execution.bitvavo_response or {}
+            account_flows_add([row], order_fee_currency=str(order.get("feeCurrency") or ""))
         return row
 
 

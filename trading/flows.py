@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db.models import Case, DecimalField, F, Value, When
+from django.db.models import Case, DecimalField, F, Subquery, Value, When
 from django.utils import timezone
 
 from trading.ledger import BUY, Fill
@@ -99,13 +99,16 @@ def account_flows_add(rows: Iterable[TradeHistory], *, order_fee_currency: str =
 
 
 def _increment(moves: dict[str, Decimal], change: uuid.UUID) -> int:
-    """amount += move for every asset of `moves` that has its row, in one statement."""
+    """amount += move for every asset of `moves` that has its row, in one statement. The
+    rows are locked in asset order first: finishes that update the same rows in another
+    order (a scan's, which follows where the rows lie) could deadlock."""
     added = Case(
         *(When(asset=name, then=Value(move, output_field=AMOUNT)) for name, move in moves.items()),
         default=Value(Decimal("0"), output_field=AMOUNT),
         output_field=AMOUNT,
     )
-    return AccountFlow.objects.filter(asset__in=moves).update(
+    in_order = AccountFlow.objects.filter(asset__in=moves).order_by("asset").select_for_update()
+    return AccountFlow.objects.filter(pk__in=Subquery(in_order.values("pk"))).update(
         amount=F("amount") + added, last_change=change, updated_at=timezone.now()
     )
 
