@@ -194,12 +194,9 @@ def checkpoints_recount_differences() -> list[int]:
     the claims' to find, and they do). One query per checkpoint, for the report only."""
     differing = []
     for checkpoint in LedgerCheckpoint.objects.order_by("user_id"):
-        at, history_id = checkpoint.through_executed_at, checkpoint.through_history_id
         covered = TradeHistory.objects.filter(
-            Q(executed_at__lt=at) | Q(executed_at=at, id__lte=history_id),
-            user_id=checkpoint.user_id,
-            id__lte=checkpoint.last_history_id,
-        )
+            user_id=checkpoint.user_id, id__lte=checkpoint.last_history_id
+        ).exclude(checkpoint.after())
         fills = history_fills(covered)
         replayed = {asset: position_state(p) for asset, p in positions_from_fills(fills).items()}
         if replayed != checkpoint.positions or len(fills) != checkpoint.fills:

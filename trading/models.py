@@ -659,3 +659,13 @@ class LedgerCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fills} fills through {self.through_executed_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def place(self) -> tuple:
+        """Its last fill's place in ledger order: (executed_at, history row id)."""
+        return (self.through_executed_at, self.through_history_id)
+
+    def after(self) -> Q:
+        """History rows placed after its last fill in ledger order."""
+        at, history_id = self.place
+        return Q(executed_at__gt=at) | Q(executed_at=at, id__gt=history_id)

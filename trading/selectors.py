@@ -339,10 +339,9 @@ def ledger_positions(
     rows = TradeHistory.objects.filter(user_id=user_id)
     start, counted, fills = {}, 0, None
     if checkpoint is not None:
-        at, history_id = checkpoint.through_executed_at, checkpoint.through_history_id
-        after = Q(executed_at__gt=at) | Q(executed_at=at, id__gt=history_id)
-        fills = history_fills(rows.filter(after | Q(id__gt=checkpoint.last_history_id)))
-        if all((fill.executed_at, fill.history_id) > (at, history_id) for fill in fills):
+        recorded_since = Q(id__gt=checkpoint.last_history_id)
+        fills = history_fills(rows.filter(checkpoint.after() | recorded_since))
+        if all((fill.executed_at, fill.history_id) > checkpoint.place for fill in fills):
             start = {
                 asset: position_from_state(state) for asset, state in checkpoint.positions.items()
             }

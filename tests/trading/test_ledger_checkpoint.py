@@ -19,6 +19,7 @@ from tests.factories import (
     TradeHistoryFactory,
     TradeProposalFactory,
 )
+from tests.portfolio.test_ledger import fill as ledger_fill
 from trading import selectors
 from trading.claim import execution_claim
 from trading.ledger import Fill, position_from_state, position_state, positions_from_fills
@@ -31,7 +32,6 @@ def random_fills(seed: int, count: int = 60) -> list[Fill]:
     """Buys and sells of two assets, some selling more than is held, with fees in EUR, in
     the asset itself and in a third currency nobody converted."""
     rng = random.Random(seed)
-    start = timezone.now() - timedelta(days=30)
     fills = []
     for number in range(count):
         asset = rng.choice(["BTC", "ETH"])
@@ -42,21 +42,8 @@ def random_fills(seed: int, count: int = 60) -> list[Fill]:
             quantity = Decimal("5")  # more than was ever bought: oversold
         fee_currency = rng.choice(["EUR", "EUR", asset, "BNB"])
         fee = Decimal(rng.randint(0, 10**6)) / Decimal(10**9)
-        fee_eur = {"EUR": fee, asset: fee * price, "BNB": None}[fee_currency]
         fills.append(
-            Fill(
-                executed_at=start + timedelta(minutes=number),
-                market=f"{asset}-EUR",
-                asset=asset,
-                side=side,
-                quantity=quantity,
-                price=price,
-                amount_eur=quantity * price,
-                fee=fee,
-                fee_currency=fee_currency,
-                fee_eur=fee_eur,
-                history_id=number + 1,
-            )
+            ledger_fill(number, side, quantity, price, fee, asset=asset, fee_currency=fee_currency)
         )
     return fills
 
